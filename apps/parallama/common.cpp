@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: MIT
+#include "common.h"
+
+#include <omp.h>
+
+#include <cerrno>
+#include <cstdlib>
+
+namespace pl::cli {
+
+Result<std::vector<int32_t>> parse_ids(const std::string& text) {
+    std::vector<int32_t> ids;
+    size_t i = 0;
+    while (i < text.size()) {
+        while (i < text.size() && (text[i] == ' ' || text[i] == ',' || text[i] == '\t' || text[i] == '\n')) ++i;
+        if (i >= text.size()) break;
+        size_t j = i;
+        while (j < text.size() && text[j] != ' ' && text[j] != ',' && text[j] != '\t' && text[j] != '\n') ++j;
+        const std::string item = text.substr(i, j - i);
+        char* end = nullptr;
+        errno = 0;
+        const long long v = std::strtoll(item.c_str(), &end, 10);
+        if (errno || end != item.c_str() + item.size() || v < 0 || v > INT32_MAX)
+            return err("'{}' is not a valid token id (item {} of the list)", item, ids.size() + 1);
+        ids.push_back(static_cast<int32_t>(v));
+        i = j;
+    }
+    return ids;
+}
+
+void add_sampling_options(CLI::App& app, SamplingParams& p) {
+    app.add_option("--temp", p.temperature, "Temperature; 0 = greedy")->capture_default_str();
+    app.add_option("--top-k", p.top_k, "Top-k sampling; 0 = off")->capture_default_str();
+    app.add_option("--top-p", p.top_p, "Top-p (nucleus) sampling; 1 = off")->capture_default_str();
+    app.add_option("--min-p", p.min_p, "Min-p sampling; 0 = off")->capture_default_str();
+    app.add_option("--repeat-penalty", p.repeat_penalty, "Repetition penalty; 1 = off")->capture_default_str();
+    app.add_option("--repeat-last-n", p.repeat_last_n, "Tokens the repetition penalty looks back over")->capture_default_str();
+    app.add_option("--seed", p.seed, "Random seed (same seed, same output)")->capture_default_str();
+}
+
+void add_threads_option(CLI::App& app, int& threads) {
+    app.add_option("-t,--threads", threads, "Threads (0 = all cores)")->check(CLI::Range(0, 4096))->capture_default_str();
+}
+
+void apply_threads(int threads) {
+    if (threads > 0) omp_set_num_threads(threads);
+}
+
+}  // namespace pl::cli

@@ -1,0 +1,27 @@
+// SPDX-License-Identifier: MIT
+// Option helpers shared by the subcommands.
+#pragma once
+
+#include "core/status.h"
+#include "sampling/sampler.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace pl::cli {
+
+// "1 2 3" or "1,2,3" -> ids. Errors name the bad item.
+Result<std::vector<int32_t>> parse_ids(const std::string& text);
+
+// llama.cpp's sampling flag names: --temp --top-k --top-p --min-p --repeat-penalty
+// --repeat-last-n --seed.
+void add_sampling_options(CLI::App& app, SamplingParams& p);
+
+// -t/--threads: OpenMP threads (0 = all cores). apply_threads() sets it.
+void add_threads_option(CLI::App& app, int& threads);
+void apply_threads(int threads);
+
+}  // namespace pl::cli

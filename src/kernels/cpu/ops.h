@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: MIT
+// Float reference ops of the forward pass (rmsnorm, rope, softmax, silu-gate) and the generic
+// matrix-vector product over any readable weight type. These are the correctness baseline: the
+// fast int8-activation kernels of the 3.5-bit work are tested against them.
+//
+// Threading: matvec splits rows over the OpenMP team (one parallel region per call); the other ops
+// are single-threaded and meant to be called per row/head.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace pl {
+
+// A 2-D weight matrix stored in a GGML type: `rows` rows of `cols` elements, row-major, each row
+// `row_bytes` bytes (cols is a multiple of the type's block size). Points into the mapped file.
+struct WeightView {
+    std::string name;
+    uint32_t type = 0;
+    int64_t rows = 0;
+    int64_t cols = 0;
+    size_t row_bytes = 0;
+    const uint8_t* data = nullptr;
+
+    const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes; }
+    size_t nbytes() const { return static_cast<size_t>(rows) * row_bytes; }
+};
+
+// Sum of a[i]*b[i] in float with 8 interleaved partial sums (vectorisable, deterministic).
+float dot_f32(const float* a, const float* b, int64_t n);
+
+// out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i], i < n.  out may alias x.
+void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps);
+
+// In-place softmax over x[0..n).
+void softmax(float* x, int64_t n);
+
+// Rotary position embedding in LLaMA's pairwise layout (as stored in GGUF, "norm" rope type):
+// for each head, pairs (2i, 2i+1) with i < n_rot/2 are rotated by angle pos * theta_i where
+// theta_i = base^(-2i/n_rot) / freq_factors[i] (freq_factors may be null).
+// vec: (n_heads, head_dim), in place.
+void rope(float* vec, int n_heads, int head_dim, int n_rot, int pos, float base, const float* freq_factors);
+
+// gate[i] = silu(gate[i]) * up[i]
+void swiglu(float* gate, const float* up, int64_t n);
+
+// Dequantizes row r of W into out[0..W.cols).
+void dequantize_row(const WeightView& W, int64_t r, float* out);
+
+// y[r] = dot(W[r, :], x) for r < W.rows; x has W.cols floats. Parallel over rows.
+void matvec(const WeightView& W, const float* x, float* y);
+
+}  // namespace pl

@@ -1,0 +1,344 @@
+// SPDX-License-Identifier: MIT
+#include "model/llama.h"
+
+#include "core/log.h"
+#include "quant/formats.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+namespace pl {
+namespace {
+
+// Reads a required positive integer `key`; `what` names it in errors.
+Result<int> require_int(const gguf::File& f, const std::string& key, int64_t min_value = 1) {
+    auto v = f.get_i64(key);
+    if (!v) return v.status();
+    if (!v->has_value()) return err("missing metadata key '{}'", key);
+    const int64_t x = **v;
+    if (x < min_value || x > (int64_t{1} << 30)) return err("metadata '{}' = {} is out of range", key, x);
+    return static_cast<int>(x);
+}
+
+Result<std::optional<int>> optional_int(const gguf::File& f, const std::string& key) {
+    auto v = f.get_i64(key);
+    if (!v) return v.status();
+    if (!v->has_value()) return std::optional<int>{};
+    const int64_t x = **v;
+    if (x < 1 || x > (int64_t{1} << 30)) return err("metadata '{}' = {} is out of range", key, x);
+    return std::optional<int>(static_cast<int>(x));
+}
+
+Result<std::optional<float>> optional_float(const gguf::File& f, const std::string& key) {
+    auto v = f.get_f64(key);
+    if (!v) return v.status();
+    if (!v->has_value()) return std::optional<float>{};
+    const double x = **v;
+    if (!std::isfinite(x)) return err("metadata '{}' is not finite", key);
+    return std::optional<float>(static_cast<float>(x));
+}
+
+std::string shape_str(const std::vector<int64_t>& ne) {
+    std::string s = "[";
+    for (size_t i = 0; i < ne.size(); ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
+    return s + "]";
+}
+
+// Collects problems with tensors so that one error lists all of them.
+class Binder {
+public:
+    explicit Binder(const gguf::File& f) : f_(f) {}
+
+    WeightView matrix(const std::string& name, int64_t rows, int64_t cols) {
+        WeightView w;
+        w.name = name;
+        const gguf::TensorInfo* t = f_.find_tensor(name);
+        if (!t) {
+            missing_.push_back(name);
+            return w;
+        }
+        if (t->ne.size() != 2 || t->ne[0] != cols || t->ne[1] != rows) {
+            problems_.push_back(fmt::format("'{}' has shape {}, expected [{}, {}]", name, shape_str(t->ne), cols, rows));
+            return w;
+        }
+        const TypeTraits* tt = type_traits(t->type);
+        if (!tt || (!tt->dequantize_row && t->type != static_cast<uint32_t>(GgmlType::F32))) {
+            problems_.push_back(fmt::format("'{}' has weight type {} which this build cannot read", name, type_name(t->type)));
+            return w;
+        }
+        w.type = t->type;
+        w.rows = rows;
+        w.cols = cols;
+        w.row_bytes = *row_bytes(t->type, cols);
+        w.data = t->data;
+        return w;
+    }
+
+    std::vector<float> vector(const std::string& name, int64_t n, bool required = true) {
+        const gguf::TensorInfo* t = f_.find_tensor(name);
+        if (!t) {
+            if (required) missing_.push_back(name);
+            return {};
+        }
+        if (t->n_elements() != n || t->ne[0] != n) {
+            problems_.push_back(fmt::format("'{}' has shape {}, expected [{}]", name, shape_str(t->ne), n));
+            return {};
+        }
+        const TypeTraits* tt = type_traits(t->type);
+        std::vector<float> out(static_cast<size_t>(n));
+        if (t->type == static_cast<uint32_t>(GgmlType::F32)) {
+            std::memcpy(out.data(), t->data, static_cast<size_t>(n) * sizeof(float));
+        } else if (tt && tt->dequantize_row) {
+            tt->dequantize_row(t->data, out.data(), n);
+        } else {
+            problems_.push_back(fmt::format("'{}' has type {} which this build cannot read", name, type_name(t->type)));
+            return {};
+        }
+        return out;
+    }
+
+    Status status() const {
+        if (missing_.empty() && problems_.empty()) return Status::ok();
+        std::string msg;
+        if (!missing_.empty()) {
+            msg += fmt::format("{} missing tensor(s): ", missing_.size());
+            for (size_t i = 0; i < missing_.size(); ++i) msg += (i ? ", " : "") + missing_[i];
+        }
+        for (const auto& p : problems_) msg += (msg.empty() ? "" : "; ") + p;
+        return Status::error(msg);
+    }
+
+private:
+    const gguf::File& f_;
+    std::vector<std::string> missing_;
+    std::vector<std::string> problems_;
+};
+
+}  // namespace
+
+Result<ModelConfig> ModelConfig::from_gguf(const gguf::File& f) {
+    ModelConfig c;
+    PL_ASSIGN_OR_RETURN(auto arch, f.get_string("general.architecture"));
+    if (!arch) return err("missing metadata key 'general.architecture'");
+    c.arch = *arch;
+    // Mistral-style GQA models are stored as "llama" by llama.cpp's converter; accept the alias.
+    if (c.arch != "llama" && c.arch != "mistral")
+        return err("unsupported architecture '{}' (supported: llama, mistral)", c.arch);
+    const std::string p = c.arch + ".";
+    PL_ASSIGN_OR_RETURN(auto name, f.get_string("general.name"));
+    c.name = name.value_or("");
+    PL_ASSIGN_OR_RETURN(c.dim, require_int(f, p + "embedding_length"));
+    PL_ASSIGN_OR_RETURN(c.hidden_dim, require_int(f, p + "feed_forward_length"));
+    PL_ASSIGN_OR_RETURN(c.n_layers, require_int(f, p + "block_count"));
+    PL_ASSIGN_OR_RETURN(c.n_heads, require_int(f, p + "attention.head_count"));
+    PL_ASSIGN_OR_RETURN(auto n_kv, optional_int(f, p + "attention.head_count_kv"));
+    c.n_kv_heads = n_kv.value_or(c.n_heads);
+    PL_ASSIGN_OR_RETURN(c.context_length, require_int(f, p + "context_length"));
+    if (c.dim % c.n_heads != 0)
+        return err("embedding_length {} is not divisible by head_count {}", c.dim, c.n_heads);
+    if (c.n_heads % c.n_kv_heads != 0)
+        return err("head_count {} is not divisible by head_count_kv {}", c.n_heads, c.n_kv_heads);
+    c.head_dim = c.dim / c.n_heads;
+    PL_ASSIGN_OR_RETURN(auto key_len, optional_int(f, p + "attention.key_length"));
+    if (key_len && *key_len != c.head_dim)
+        return err("attention.key_length {} differs from embedding_length/head_count {} (unsupported)", *key_len, c.head_dim);
+    c.kv_dim = c.n_kv_heads * c.head_dim;
+    PL_ASSIGN_OR_RETURN(auto n_rot, optional_int(f, p + "rope.dimension_count"));
+    c.n_rot = n_rot.value_or(c.head_dim);
+    if (c.n_rot > c.head_dim || c.n_rot % 2 != 0)
+        return err("rope.dimension_count {} must be even and at most head_dim {}", c.n_rot, c.head_dim);
+    PL_ASSIGN_OR_RETURN(auto theta, optional_float(f, p + "rope.freq_base"));
+    c.rope_theta = theta.value_or(10000.0f);
+    if (c.rope_theta <= 0) return err("rope.freq_base {} must be positive", c.rope_theta);
+    PL_ASSIGN_OR_RETURN(auto eps, optional_float(f, p + "attention.layer_norm_rms_epsilon"));
+    c.rms_eps = eps.value_or(1e-5f);
+    if (!(c.rms_eps > 0)) return err("attention.layer_norm_rms_epsilon {} must be positive", c.rms_eps);
+    PL_ASSIGN_OR_RETURN(auto scaling, f.get_string(p + "rope.scaling.type"));
+    if (scaling && *scaling != "none" && *scaling != "llama3")
+        return err("rope scaling type '{}' is not supported", *scaling);
+
+    const gguf::TensorInfo* embd = f.find_tensor("token_embd.weight");
+    if (!embd) return err("missing tensor(s): token_embd.weight");
+    if (embd->ne.size() != 2) return err("token_embd.weight has shape {}, expected 2 dims", shape_str(embd->ne));
+    c.vocab_size = static_cast<int>(embd->ne[1]);
+    PL_ASSIGN_OR_RETURN(auto vocab_meta, optional_int(f, p + "vocab_size"));
+    if (vocab_meta && *vocab_meta != c.vocab_size)
+        return err("{}vocab_size {} differs from token_embd.weight rows {}", p, *vocab_meta, c.vocab_size);
+    c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
+    return c;
+}
+
+std::string ModelConfig::summary() const {
+    return fmt::format("{} '{}': dim {}, hidden {}, layers {}, heads {}/{} (head_dim {}), vocab {}, ctx {}, rope theta {}{}",
+                       arch, name, dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab_size,
+                       context_length, rope_theta, tied_embeddings ? ", tied embeddings" : "");
+}
+
+Result<std::unique_ptr<Model>> Model::load(const std::string& path) {
+    auto f = gguf::File::open(path);
+    if (!f) return f.status();
+    return from_file(std::move(f).value());
+}
+
+Result<std::unique_ptr<Model>> Model::from_file(std::unique_ptr<gguf::File> file) {
+    std::unique_ptr<Model> m(new Model());
+    m->file_ = std::move(file);
+    const gguf::File& f = *m->file_;
+    auto cfg = ModelConfig::from_gguf(f);
+    if (!cfg) return cfg.status().with_context(f.path());
+    m->cfg_ = *cfg;
+    const ModelConfig& c = m->cfg_;
+    const int q_dim = c.n_heads * c.head_dim;
+
+    Binder b(f);
+    m->token_embd_ = b.matrix("token_embd.weight", c.vocab_size, c.dim);
+    m->output_ = c.tied_embeddings ? m->token_embd_ : b.matrix("output.weight", c.vocab_size, c.dim);
+    m->output_norm_ = b.vector("output_norm.weight", c.dim);
+    m->rope_freqs_ = b.vector("rope_freqs.weight", c.n_rot / 2, /*required=*/false);
+    m->layers_.resize(static_cast<size_t>(c.n_layers));
+    for (int l = 0; l < c.n_layers; ++l) {
+        const std::string p = fmt::format("blk.{}.", l);
+        LayerWeights& L = m->layers_[static_cast<size_t>(l)];
+        L.attn_norm = b.vector(p + "attn_norm.weight", c.dim);
+        L.ffn_norm = b.vector(p + "ffn_norm.weight", c.dim);
+        L.wq = b.matrix(p + "attn_q.weight", q_dim, c.dim);
+        L.wk = b.matrix(p + "attn_k.weight", c.kv_dim, c.dim);
+        L.wv = b.matrix(p + "attn_v.weight", c.kv_dim, c.dim);
+        L.wo = b.matrix(p + "attn_output.weight", c.dim, q_dim);
+        L.w_gate = b.matrix(p + "ffn_gate.weight", c.hidden_dim, c.dim);
+        L.w_up = b.matrix(p + "ffn_up.weight", c.hidden_dim, c.dim);
+        L.w_down = b.matrix(p + "ffn_down.weight", c.dim, c.hidden_dim);
+    }
+    if (Status s = b.status(); !s) return s.with_context(f.path());
+    PL_LOG_INFO("model: {}", c.summary());
+    return m;
+}
+
+uint64_t Model::weight_bytes() const {
+    uint64_t n = output_.nbytes() + token_embd_.row_bytes;
+    for (const auto& L : layers_)
+        n += L.wq.nbytes() + L.wk.nbytes() + L.wv.nbytes() + L.wo.nbytes() + L.w_gate.nbytes() + L.w_up.nbytes() +
+             L.w_down.nbytes();
+    return n;
+}
+
+uint64_t Model::n_params() const {
+    uint64_t n = static_cast<uint64_t>(token_embd_.rows * token_embd_.cols);
+    if (!cfg_.tied_embeddings) n += static_cast<uint64_t>(output_.rows * output_.cols);
+    for (const auto& L : layers_)
+        for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+            n += static_cast<uint64_t>(w->rows * w->cols);
+    return n;
+}
+
+Result<std::unique_ptr<Session>> Session::create(const Model& model, int n_ctx) {
+    const ModelConfig& c = model.config();
+    if (n_ctx <= 0) n_ctx = std::min(c.context_length, 4096);
+    if (n_ctx > (1 << 20)) return err("context size {} is too large", n_ctx);
+    std::unique_ptr<Session> s(new Session(model));
+    s->n_ctx_ = n_ctx;
+    const size_t kv = static_cast<size_t>(c.n_layers) * static_cast<size_t>(n_ctx) * static_cast<size_t>(c.kv_dim);
+    s->key_cache_ = static_cast<float*>(std::calloc(kv, sizeof(float)));
+    s->value_cache_ = static_cast<float*>(std::calloc(kv, sizeof(float)));
+    if (!s->key_cache_ || !s->value_cache_)
+        return err("cannot allocate the KV cache: {} MiB for a context of {} tokens", 2 * kv * sizeof(float) >> 20, n_ctx);
+    const size_t q_dim = static_cast<size_t>(c.n_heads) * static_cast<size_t>(c.head_dim);
+    s->x_.resize(static_cast<size_t>(c.dim));
+    s->xb_.resize(std::max(static_cast<size_t>(c.dim), q_dim));
+    s->xb2_.resize(static_cast<size_t>(c.dim));
+    s->q_.resize(q_dim);
+    s->k_.resize(static_cast<size_t>(c.kv_dim));
+    s->v_.resize(static_cast<size_t>(c.kv_dim));
+    s->hb_.resize(static_cast<size_t>(c.hidden_dim));
+    s->hb2_.resize(static_cast<size_t>(c.hidden_dim));
+    s->att_.resize(static_cast<size_t>(c.n_heads) * static_cast<size_t>(n_ctx));
+    return s;
+}
+
+Session::~Session() {
+    std::free(key_cache_);
+    std::free(value_cache_);
+}
+
+Status Session::eval(std::span<const int32_t> tokens, float* logits_out, bool all_logits) {
+    const ModelConfig& c = model_.config();
+    if (n_past_ + static_cast<int64_t>(tokens.size()) > n_ctx_)
+        return err("context overflow: {} tokens in the cache + {} new > context size {}", n_past_, tokens.size(), n_ctx_);
+    for (size_t i = 0; i < tokens.size(); ++i)
+        if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
+            return err("token id {} at index {} is out of range [0, {})", tokens[i], i, c.vocab_size);
+    for (size_t i = 0; i < tokens.size(); ++i) {
+        const bool want = logits_out && (all_logits || i + 1 == tokens.size());
+        float* out = want ? logits_out + (all_logits ? i * static_cast<size_t>(c.vocab_size) : 0) : nullptr;
+        forward_token(tokens[i], n_past_, out);
+        ++n_past_;
+    }
+    return Status::ok();
+}
+
+// One token through the model at position `pos` (llama2.c's forward, generalised to GQA, partial
+// rotary dims, rope frequency factors and any weight type).
+void Session::forward_token(int32_t token, int pos, float* logits) {
+    const ModelConfig& c = model_.config();
+    const int dim = c.dim;
+    const int head_dim = c.head_dim;
+    const int kv_dim = c.kv_dim;
+    const int kv_mul = c.n_heads / c.n_kv_heads;
+    const float* freq_factors = model_.rope_freqs().empty() ? nullptr : model_.rope_freqs().data();
+    float* x = x_.data();
+
+    dequantize_row(model_.token_embd(), token, x);
+
+    for (int l = 0; l < c.n_layers; ++l) {
+        const LayerWeights& L = model_.layer(l);
+        rmsnorm(xb_.data(), x, L.attn_norm.data(), dim, c.rms_eps);
+
+        const size_t loff = static_cast<size_t>(l) * static_cast<size_t>(n_ctx_) * static_cast<size_t>(kv_dim);
+        float* k_row = key_cache_ + loff + static_cast<size_t>(pos) * kv_dim;
+        float* v_row = value_cache_ + loff + static_cast<size_t>(pos) * kv_dim;
+        matvec(L.wq, xb_.data(), q_.data());
+        matvec(L.wk, xb_.data(), k_row);
+        matvec(L.wv, xb_.data(), v_row);
+        rope(q_.data(), c.n_heads, head_dim, c.n_rot, pos, c.rope_theta, freq_factors);
+        rope(k_row, c.n_kv_heads, head_dim, c.n_rot, pos, c.rope_theta, freq_factors);
+
+        const float sqrt_head_dim = std::sqrt(static_cast<float>(head_dim));
+#pragma omp parallel for schedule(static)
+        for (int h = 0; h < c.n_heads; ++h) {
+            const float* q = q_.data() + static_cast<size_t>(h) * head_dim;
+            float* att = att_.data() + static_cast<size_t>(h) * n_ctx_;
+            const size_t kv_off = static_cast<size_t>(h / kv_mul) * head_dim;
+            for (int t = 0; t <= pos; ++t) {
+                const float* k = key_cache_ + loff + static_cast<size_t>(t) * kv_dim + kv_off;
+                float score = 0.0f;
+                for (int i = 0; i < head_dim; ++i) score += q[i] * k[i];
+                att[t] = score / sqrt_head_dim;
+            }
+            softmax(att, pos + 1);
+            float* out = xb_.data() + static_cast<size_t>(h) * head_dim;
+            std::fill(out, out + head_dim, 0.0f);
+            for (int t = 0; t <= pos; ++t) {
+                const float* v = value_cache_ + loff + static_cast<size_t>(t) * kv_dim + kv_off;
+                const float a = att[t];
+                for (int i = 0; i < head_dim; ++i) out[i] += a * v[i];
+            }
+        }
+        matvec(L.wo, xb_.data(), xb2_.data());
+        for (int i = 0; i < dim; ++i) x[i] += xb2_[static_cast<size_t>(i)];
+
+        rmsnorm(xb_.data(), x, L.ffn_norm.data(), dim, c.rms_eps);
+        matvec(L.w_gate, xb_.data(), hb_.data());
+        matvec(L.w_up, xb_.data(), hb2_.data());
+        swiglu(hb_.data(), hb2_.data(), c.hidden_dim);
+        matvec(L.w_down, hb_.data(), xb2_.data());
+        for (int i = 0; i < dim; ++i) x[i] += xb2_[static_cast<size_t>(i)];
+    }
+
+    if (!logits) return;
+    rmsnorm(x, x, model_.output_norm().data(), dim, c.rms_eps);
+    matvec(model_.output(), x, logits);
+}
+
+}  // namespace pl

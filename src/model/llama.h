@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: MIT
+// The LLaMA-family model: hyper-parameters from `llama.*` GGUF metadata, weight views bound to the
+// mapped file (no copies), and the float reference forward pass.
+//
+// Dimensions use llama2.c's vocabulary: dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim,
+// kv_dim = n_kv_heads * head_dim, vocab_size, seq_len (the context the KV cache is sized for).
+#pragma once
+
+#include "core/status.h"
+#include "format/gguf.h"
+#include "kernels/cpu/ops.h"
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace pl {
+
+struct ModelConfig {
+    std::string arch;          // general.architecture ("llama")
+    std::string name;          // general.name
+    int dim = 0;
+    int hidden_dim = 0;
+    int n_layers = 0;
+    int n_heads = 0;
+    int n_kv_heads = 0;
+    int head_dim = 0;
+    int kv_dim = 0;
+    int vocab_size = 0;
+    int context_length = 0;    // trained context (llama.context_length)
+    int n_rot = 0;             // rotary dims per head (llama.rope.dimension_count)
+    float rope_theta = 10000.0f;
+    float rms_eps = 1e-5f;
+    bool tied_embeddings = false;  // no output.weight: the token embedding is the output head
+
+    // Reads and validates llama.* metadata (and tensor shapes where metadata is silent).
+    static Result<ModelConfig> from_gguf(const gguf::File& f);
+    std::string summary() const;
+};
+
+struct LayerWeights {
+    std::vector<float> attn_norm;  // (dim)
+    std::vector<float> ffn_norm;   // (dim)
+    WeightView wq;                 // (n_heads*head_dim, dim)
+    WeightView wk;                 // (kv_dim, dim)
+    WeightView wv;                 // (kv_dim, dim)
+    WeightView wo;                 // (dim, n_heads*head_dim)
+    WeightView w_gate;             // (hidden_dim, dim)   ffn_gate = w1
+    WeightView w_up;               // (hidden_dim, dim)   ffn_up   = w3
+    WeightView w_down;             // (dim, hidden_dim)   ffn_down = w2
+};
+
+class Model {
+public:
+    // Opens a GGUF, validates architecture, metadata and every tensor's presence, type and shape.
+    // Errors list all missing tensors at once.
+    static Result<std::unique_ptr<Model>> load(const std::string& path);
+    static Result<std::unique_ptr<Model>> from_file(std::unique_ptr<gguf::File> file);
+
+    const ModelConfig& config() const { return cfg_; }
+    const gguf::File& file() const { return *file_; }
+    const WeightView& token_embd() const { return token_embd_; }  // (vocab_size, dim)
+    const WeightView& output() const { return output_; }          // (vocab_size, dim)
+    const std::vector<float>& output_norm() const { return output_norm_; }
+    const std::vector<float>& rope_freqs() const { return rope_freqs_; }  // (n_rot/2) or empty
+    const LayerWeights& layer(int l) const { return layers_[static_cast<size_t>(l)]; }
+    // Bytes of weights streamed per generated token (all matrices once + one embedding row).
+    uint64_t weight_bytes() const;
+    uint64_t n_params() const;
+
+private:
+    Model() = default;
+    std::unique_ptr<gguf::File> file_;
+    ModelConfig cfg_;
+    WeightView token_embd_;
+    WeightView output_;
+    std::vector<float> output_norm_;
+    std::vector<float> rope_freqs_;
+    std::vector<LayerWeights> layers_;
+};
+
+// Per-sequence state: the KV cache and scratch buffers, sized once from the config.
+// Memory is reserved with calloc so untouched KV pages cost nothing until used.
+class Session {
+public:
+    // n_ctx <= 0 means min(model context, 4096).
+    static Result<std::unique_ptr<Session>> create(const Model& model, int n_ctx = 0);
+    ~Session();
+
+    int n_ctx() const { return n_ctx_; }
+    int n_past() const { return n_past_; }  // tokens already in the KV cache
+    void reset() { n_past_ = 0; }
+
+    // Runs `tokens` at positions n_past.. and appends them to the cache. When logits_out is not
+    // null it receives vocab_size floats per token (tokens.size() rows) if all_logits, else only
+    // the last token's row. Fails (without changing state) when the context would overflow or a
+    // token id is out of range.
+    Status eval(std::span<const int32_t> tokens, float* logits_out, bool all_logits = false);
+
+private:
+    explicit Session(const Model& m) : model_(m) {}
+    void forward_token(int32_t token, int pos, float* logits);
+
+    const Model& model_;
+    int n_ctx_ = 0;
+    int n_past_ = 0;
+    float* key_cache_ = nullptr;    // (n_layers, n_ctx, kv_dim)
+    float* value_cache_ = nullptr;  // (n_layers, n_ctx, kv_dim)
+    std::vector<float> x_;          // (dim) residual stream
+    std::vector<float> xb_;         // (max(dim, n_heads*head_dim))
+    std::vector<float> xb2_;        // (dim)
+    std::vector<float> q_;          // (n_heads*head_dim)
+    std::vector<float> k_;          // (kv_dim)
+    std::vector<float> v_;          // (kv_dim)
+    std::vector<float> hb_;         // (hidden_dim)
+    std::vector<float> hb2_;        // (hidden_dim)
+    std::vector<float> att_;        // (n_heads, n_ctx)
+};
+
+}  // namespace pl

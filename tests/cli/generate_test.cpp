@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: MIT
+// End-to-end CLI tests: golden greedy ids through `generate`, the llama2.c import path, eval's
+// logits dump, synthetic models, and bad input.
+#include "test_data.h"
+
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+
+namespace {
+
+using pl::test::parallama_bin;
+using pl::test::run_cmd;
+
+std::vector<int32_t> parse_ints(const std::string& s) {
+    std::istringstream in(s);
+    std::vector<int32_t> v;
+    int32_t x;
+    while (in >> x) v.push_back(x);
+    return v;
+}
+
+std::vector<int32_t> reference_ids(size_t n) {
+    const std::string md = pl::test::read_file(pl::test::model_file("stories260K/reference.md"));
+    const size_t a = md.find("```");
+    const size_t b = md.find("```", a + 3);
+    auto ids = parse_ints(md.substr(a + 3, b - a - 3));
+    if (ids.size() > n) ids.resize(n);
+    return ids;
+}
+
+std::string q(const std::string& s) { return "'" + s + "'"; }
+
+TEST(GenerateCli, StoriesGgufGreedy200MatchesRunC) {
+    const std::string gguf = pl::test::model_file("stories260K/stories260K-f32.gguf");
+    PL_REQUIRE_DATA(gguf, "stories260K/stories260K-f32.gguf");
+    auto r = run_cmd(parallama_bin() + " generate -m " + q(gguf) + " --prompt-ids 1 -n 200 --temp 0 --ids");
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(parse_ints(r.out), reference_ids(200));
+    EXPECT_NE(r.err.find("tokens/s"), std::string::npos) << r.err;
+}
+
+TEST(GenerateCli, ConvertedLlama2cCheckpointMatchesRunC) {
+    const std::string bin = pl::test::model_file("stories260K/stories260K.bin");
+    const std::string tok = pl::test::model_file("stories260K/tok512-ids.bin");
+    PL_REQUIRE_DATA(bin, "stories260K/stories260K.bin");
+    PL_REQUIRE_DATA(tok, "stories260K/tok512-ids.bin");
+    const std::string dir = pl::test::make_temp_dir("llama2c");
+    const std::string out = dir + "/stories.gguf";
+    auto c = run_cmd(parallama_bin() + " convert --llama2c " + q(bin) + " --tokenizer " + q(tok) + " -o " + q(out));
+    ASSERT_EQ(c.rc, 0) << c.err;
+    auto r = run_cmd(parallama_bin() + " generate -m " + q(out) + " --prompt-ids 1 -n 200 --temp 0 --ids");
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(parse_ints(r.out), reference_ids(200));
+}
+
+TEST(GenerateCli, EvalWritesAllLogitsConsistentWithGreedy) {
+    const std::string gguf = pl::test::model_file("stories260K/stories260K-f32.gguf");
+    PL_REQUIRE_DATA(gguf, "stories260K/stories260K-f32.gguf");
+    // Feed BOS + the first 15 reference ids; each row's argmax must be the next reference id.
+    auto ref = reference_ids(16);
+    std::string ids = "1";
+    for (size_t i = 0; i + 1 < ref.size(); ++i) ids += " " + std::to_string(ref[i]);
+    const std::string out = pl::test::make_temp_dir("eval") + "/logits.f32";
+    auto r = run_cmd(parallama_bin() + " eval -m " + q(gguf) + " --prompt-ids " + q(ids) + " --logits-out " + q(out));
+    ASSERT_EQ(r.rc, 0) << r.err;
+    const std::string raw = pl::test::read_file(out);
+    ASSERT_EQ(raw.size(), 16u * 512u * sizeof(float));
+    for (size_t t = 0; t < 16; ++t) {
+        const float* row = reinterpret_cast<const float*>(raw.data()) + t * 512;
+        int best = 0;
+        for (int v = 1; v < 512; ++v)
+            if (row[v] > row[best]) best = v;
+        EXPECT_EQ(best, ref[t]) << "position " << t;
+    }
+}
+
+TEST(GenerateCli, SynthLlama70bTwoLayersGenerates) {
+    const std::string dir = pl::test::make_temp_dir("synth70b");
+    const std::string out = dir + "/l70.gguf";
+    auto s = run_cmd(parallama_bin() + " synth --shape llama-70b --layers 2 --type q8_0 -o " + q(out));
+    ASSERT_EQ(s.rc, 0) << s.err;
+    auto info = run_cmd(parallama_bin() + " generate -m " + q(out) + " -p 'Hello' -n 4 --temp 0 --ids");
+    ASSERT_EQ(info.rc, 0) << info.err;
+    EXPECT_EQ(parse_ints(info.out).size(), 4u);
+    EXPECT_NE(info.err.find("generation: 4 tokens"), std::string::npos) << info.err;
+    std::filesystem::remove_all(dir);
+}
+
+TEST(GenerateCli, BadInputGivesOneLineError) {
+    const std::string dir = pl::test::make_temp_dir("badgen");
+    {
+        FILE* f = std::fopen((dir + "/junk.gguf").c_str(), "wb");
+        std::fputs("GGUF this is not a model", f);
+        std::fclose(f);
+    }
+    for (const std::string args : {" generate -m " + q(dir + "/junk.gguf") + " -n 2",
+                                   " generate -m " + q(dir + "/missing.gguf") + " -n 2"}) {
+        auto r = run_cmd(parallama_bin() + args);
+        EXPECT_NE(r.rc, 0) << args;
+        EXPECT_LT(r.rc, 128) << "crashed: " << args;
+        EXPECT_FALSE(r.err.empty());
+    }
+    const std::string gguf = pl::test::model_file("stories260K/stories260K-f32.gguf");
+    PL_REQUIRE_DATA(gguf, "stories260K/stories260K-f32.gguf");
+    for (const std::string args : {" --prompt-ids '1 99999'", " --prompt-ids '1 x'", " --temp -1 --prompt-ids 1"}) {
+        auto r = run_cmd(parallama_bin() + " generate -m " + q(gguf) + " -n 2" + args);
+        EXPECT_NE(r.rc, 0) << args;
+        EXPECT_LT(r.rc, 128) << args;
+        EXPECT_NE(r.err.find("error"), std::string::npos) << args << ": " << r.err;
+    }
+}
+
+}  // namespace
