@@ -92,6 +92,8 @@ public:
     int n_ctx() const { return n_ctx_; }
     int n_past() const { return n_past_; }  // tokens already in the KV cache
     void reset() { n_past_ = 0; }
+    // Forgets every token from position n on (n <= n_past), e.g. to re-use a shared prefix.
+    void truncate(int n) { n_past_ = n < n_past_ ? (n < 0 ? 0 : n) : n_past_; }
 
     // Runs `tokens` at positions n_past.. and appends them to the cache. When logits_out is not
     // null it receives vocab_size floats per token (tokens.size() rows) if all_logits, else only
