@@ -208,13 +208,10 @@ const std::vector<std::string>& bpe_cases() {
     return cases;
 }
 
-TEST(Tokenizer, SmolLm2BpeMatchesHfTokenizers) {
-    const std::string gguf = smollm_path();
-    PL_REQUIRE_DATA(gguf, "models/SmolLM2-135M-Instruct.Q4_1.gguf (scripts/fetch-model.sh)");
-    auto tok = load(gguf);
-    ASSERT_TRUE(tok);
-    EXPECT_EQ(tok->kind(), "bpe");
-
+// Encodes every case with `tok` and with the HF reference built from `gguf`; returns how many
+// match (each mismatch is also a test failure). Skips (or fails under
+// PARALLAMA_REQUIRE_TEST_DATA=1) when python3 with tokenizers/gguf is missing.
+void compare_with_hf(const Tokenizer& tok, const std::string& gguf, const std::string& label) {
     const std::string dir = pl::test::make_temp_dir("bpe-ref");
     const std::string cases_path = dir + "/cases.inp";
     {
@@ -234,12 +231,44 @@ TEST(Tokenizer, SmolLm2BpeMatchesHfTokenizers) {
     size_t pass = 0;
     for (size_t i = 0; i < ref.size(); ++i) {
         const auto& text = bpe_cases()[i];
-        const auto got = tok->encode(text, false, false);
+        const auto got = tok.encode(text, false, false);
         EXPECT_EQ(ids_str(got), ref[i]) << "case " << i << ": '" << text << "'";
         if (ids_str(got) == ref[i]) ++pass;
-        EXPECT_EQ(tok->decode(got), text) << "round trip of case " << i;
+        EXPECT_EQ(tok.decode(got), text) << "round trip of case " << i;
     }
-    std::printf("SmolLM2 BPE: %zu/%zu cases match HF tokenizers\n", pass, ref.size());
+    std::printf("%s: %zu/%zu cases match HF tokenizers\n", label.c_str(), pass, ref.size());
+}
+
+TEST(Tokenizer, SmolLm2BpeMatchesHfTokenizers) {
+    const std::string gguf = smollm_path();
+    PL_REQUIRE_DATA(gguf, "models/SmolLM2-135M-Instruct.Q4_1.gguf (scripts/fetch-model.sh)");
+    auto tok = load(gguf);
+    ASSERT_TRUE(tok);
+    EXPECT_EQ(tok->kind(), "bpe");
+    compare_with_hf(*tok, gguf, "SmolLM2 BPE (smollm)");
+}
+
+// The llama3 pre-tokenizer on a real vocabulary: SmolLM2's tokens and merges re-labelled
+// tokenizer.ggml.pre = llama3 (the HF reference then uses LLaMA 3's Split regex and ignore_merges).
+TEST(Tokenizer, Llama3PreTokenizerMatchesHfTokenizers) {
+    const std::string src = smollm_path();
+    PL_REQUIRE_DATA(src, "models/SmolLM2-135M-Instruct.Q4_1.gguf (scripts/fetch-model.sh)");
+    auto f = pl::gguf::File::open(src);
+    ASSERT_TRUE(f.has_value()) << f.error_message();
+    pl::gguf::Writer w;
+    w.set("general.architecture", pl::gguf::Value::make_string("llama"));
+    w.set("tokenizer.ggml.model", pl::gguf::Value::make_string("gpt2"));
+    w.set("tokenizer.ggml.pre", pl::gguf::Value::make_string("llama3"));
+    for (const char* key : {"tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type"}) {
+        const pl::gguf::Value* v = (*f)->find(key);
+        ASSERT_NE(v, nullptr) << key;
+        w.set(key, *v);
+    }
+    const std::string out = pl::test::make_temp_dir("llama3-vocab") + "/llama3-vocab.gguf";
+    ASSERT_TRUE(w.write(out).is_ok());
+    auto tok = load(out);
+    ASSERT_TRUE(tok);
+    compare_with_hf(*tok, out, "SmolLM2 vocab with llama3 pre-tokenizer");
 }
 
 TEST(Tokenizer, SmolLm2SpecialTokens) {
