@@ -28,6 +28,11 @@ namespace pl::gguf {
 
 inline constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
 inline constexpr uint32_t kDefaultAlignment = 32;
+inline constexpr uint32_t kMaxDims = 4;          // GGML_MAX_DIMS: tensors have 1..4 dims
+inline constexpr int kMaxArrayDepth = 8;         // arrays nested deeper than this are refused
+// Resource bound: a file may hold at most this many metadata values (array elements included),
+// so a small hostile file cannot make the reader build billions of Value objects.
+inline constexpr uint64_t kMaxMetadataValues = uint64_t{1} << 24;
 
 enum class ValueType : uint32_t {
     U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, Bool = 7,
@@ -58,11 +63,21 @@ struct Value {
     static Value make_string_array(std::vector<std::string> v);
     static Value make_f32_array(const std::vector<float>& v);
     static Value make_i32_array(const std::vector<int32_t>& v);
+    // Remaining scalar types, and a generic array (every element must have type elem_type).
+    static Value make_u8(uint8_t v);
+    static Value make_i8(int8_t v);
+    static Value make_u16(uint16_t v);
+    static Value make_i16(int16_t v);
+    static Value make_i64(int64_t v);
+    static Value make_f64(double v);
+    static Value make_array(ValueType elem_type, std::vector<Value> elems);
 
     bool is_integer() const;
     bool is_float() const { return type == ValueType::F32 || type == ValueType::F64; }
     // Human-readable rendering for `parallama info` (arrays abbreviated after `max_elems`).
     std::string to_string(size_t max_elems = 8) const;
+    // "u32", "string", "array[string]", "array[array[i32]]".
+    std::string type_string() const;
 };
 
 struct TensorInfo {
@@ -133,7 +148,8 @@ public:
     // Tensor bytes are computed from type and dims (quant/formats.h row_bytes); the shape must be
     // valid for the type (ne[0] a multiple of the block size), otherwise write() fails.
     void add_tensor(const std::string& name, uint32_t type, std::vector<int64_t> ne, FillFn fill);
-    // Convenience: copies `data` (must be exactly the tensor's size) when writing.
+    // Convenience: copies `data` (must be exactly the tensor's size) when writing. Only the span is
+    // kept, so the bytes must stay valid until write() returns (no copy of a whole model in RAM).
     void add_tensor_data(const std::string& name, uint32_t type, std::vector<int64_t> ne, std::span<const uint8_t> data);
 
     // Writes to `path` via a temporary file renamed into place on success (no partial output file
