@@ -12,6 +12,8 @@
 #include "quant/formats.h"
 #include "test_data.h"
 
+#include <nlohmann/json.hpp>
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -350,6 +352,61 @@ TEST(ConvertCli, HfErrorsNameTheProblem) {
     EXPECT_NE(r.err.find("model.safetensors"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("header length"), std::string::npos) << r.err;
     EXPECT_FALSE(fs::exists(tmp + "/out.gguf"));
+}
+
+// LLaMA-3 style folder: byte-level (gpt2) BPE tokenizer with merges, llama3 rope scaling -> rope_freqs.
+TEST(ConvertCli, HfByteLevelTokenizerAndLlama3RopeFreqs) {
+    STORIES_OR_SKIP(s);
+    const std::string tmp = pl::test::make_temp_dir("conv-hf-l3");
+    MAKE_HF_OR_SKIP(s, tmp + "/hf", "F32", "single");
+    using nlohmann::json;
+    json cfg = json::parse(pl::test::read_file(tmp + "/hf/config.json"));
+    cfg["rope_theta"] = 10000.0;
+    cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                           {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+    std::ofstream(tmp + "/hf/config.json") << cfg.dump(1);
+    json tok = json::parse(pl::test::read_file(tmp + "/hf/tokenizer.json"));
+    tok["normalizer"] = nullptr;
+    tok["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", json::array({
+        {{"type", "Split"}, {"pattern", {{"Regex", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}}},
+         {"behavior", "Isolated"}, {"invert", false}},
+        {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}})}};
+    tok["decoder"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};
+    tok["model"]["byte_fallback"] = false;
+    tok["model"]["merges"] = json::array({json::array({"<", "3"}), "<3 >"});
+    std::ofstream(tmp + "/hf/tokenizer.json") << tok.dump(1);
+
+    auto r = convert_hf(tmp + "/hf", tmp + "/l3.gguf");
+    ASSERT_EQ(r.rc, 0) << r.err;
+    auto g = open_gguf(tmp + "/l3.gguf");
+    ASSERT_TRUE(g);
+    EXPECT_EQ(g->get_string("tokenizer.ggml.model")->value_or(""), "gpt2");
+    EXPECT_EQ(g->get_string("tokenizer.ggml.pre")->value_or(""), "llama-bpe");
+    EXPECT_EQ(g->find("tokenizer.ggml.scores"), nullptr);
+    const auto* merges = g->find("tokenizer.ggml.merges");
+    ASSERT_NE(merges, nullptr);
+    ASSERT_EQ(merges->arr.size(), 2u);
+    EXPECT_EQ(merges->arr[0].s, "< 3");
+    EXPECT_EQ(merges->arr[1].s, "<3 >");
+    const auto* types = g->find("tokenizer.ggml.token_type");
+    ASSERT_NE(types, nullptr);
+    EXPECT_EQ(types->arr.at(1).i, 3);  // <s>: special added token -> Control
+    EXPECT_EQ(types->arr.at(5).i, 1);
+
+    // llama.cpp's factors for head_dim 8, theta 1e4: wavelengths 2*pi*{1, 10, 100, 1000}; only the
+    // last lies between 8192/4 and 8192/1 and is smoothed.
+    const auto* rf = g->find_tensor("rope_freqs.weight");
+    ASSERT_NE(rf, nullptr);
+    EXPECT_EQ(rf->type, static_cast<uint32_t>(pl::GgmlType::F32));
+    ASSERT_EQ(rf->ne, (std::vector<int64_t>{4}));
+    float f[4];
+    std::memcpy(f, rf->data, sizeof f);
+    EXPECT_EQ(f[0], 1.0f);
+    EXPECT_EQ(f[1], 1.0f);
+    EXPECT_EQ(f[2], 1.0f);
+    const double wavelen = 2 * 3.14159265358979 * 1000.0;
+    const double smooth = (8192.0 / wavelen - 1.0) / 3.0;
+    EXPECT_NEAR(f[3], 1.0 / ((1 - smooth) / 8.0 + smooth), 1e-4);
 }
 
 }  // namespace
