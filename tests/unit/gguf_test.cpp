@@ -392,6 +392,13 @@ TEST(GgufHostile, HugeCountsFailFastWithoutAllocating) {
     expect_error(Raw().header(0, 1).str("arr").u32(9).u32(8).u64(uint64_t{1} << 62).u64(0).b,
                  {"elements of type string"});
     expect_error(Raw().header(0, 1).str("arr").u32(9).u32(9).u64(~0ull).u64(0).b, {"elements of type array"});
+    // More metadata values than the reader's resource bound, though the bytes are there.
+    {
+        Raw r;
+        r.header(0, 1).str("big").u32(9).u32(0).u64(kMaxMetadataValues + 1);
+        r.b.resize(r.b.size() + kMaxMetadataValues + 1, 0);
+        expect_error(r.b, {"'big'", "more than 16777216 values"});
+    }
     // tensor name length
     expect_error(Raw().header(1, 0).u64(~0ull).u32(1).u64(1).u32(0).u64(0).u64(0).b, {"tensor #0", "exceeds"});
 }
@@ -710,4 +717,26 @@ TEST_F(GgufFiles, WeReadPythonGgufWriterOutput) {
     ASSERT_NE(h, nullptr);
     EXPECT_EQ(h->type, id(GgmlType::F16));
     EXPECT_EQ(h->nbytes, 4u);
+}
+
+// The committed fuzz seeds (fuzz/make_corpus.cpp): valid ones parse, bad_* ones fail cleanly. Any
+// crashing input the fuzzer finds goes into fuzz/corpus/gguf as bad_<what>.gguf and is checked here.
+TEST(GgufCorpus, SeedFilesBehave) {
+    const fs::path dir = fs::path(PL_SOURCE_DIR) / "fuzz" / "corpus" / "gguf";
+    if (!fs::exists(dir)) GTEST_SKIP() << "no seed corpus at " << dir;
+    int n_good = 0, n_bad = 0;
+    for (const auto& e : fs::directory_iterator(dir)) {
+        const std::string name = e.path().filename().string();
+        auto r = File::open(e.path().string());
+        if (name.rfind("bad_", 0) == 0) {
+            ++n_bad;
+            EXPECT_FALSE(r.has_value()) << name;
+            EXPECT_EQ(r.error_message().rfind(e.path().string(), 0), 0u) << r.error_message();
+        } else {
+            ++n_good;
+            EXPECT_TRUE(r.has_value()) << name << ": " << r.error_message();
+        }
+    }
+    EXPECT_GE(n_good, 4);
+    EXPECT_GE(n_bad, 3);
 }
