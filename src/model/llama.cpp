@@ -233,12 +233,13 @@ uint64_t Model::n_params() const {
     return n;
 }
 
-Result<std::unique_ptr<Session>> Session::create(const Model& model, int n_ctx) {
+Result<std::unique_ptr<Session>> Session::create(const Model& model, int n_ctx, bool reference) {
     const ModelConfig& c = model.config();
     if (n_ctx <= 0) n_ctx = std::min(c.context_length, 4096);
     if (n_ctx > (1 << 20)) return err("context size {} is too large", n_ctx);
     std::unique_ptr<Session> s(new Session(model));
     s->n_ctx_ = n_ctx;
+    if (!reference) s->kernels_ = &cpu_kernels();
     const size_t kv = static_cast<size_t>(c.n_layers) * static_cast<size_t>(n_ctx) * static_cast<size_t>(c.kv_dim);
     s->key_cache_ = static_cast<float*>(std::calloc(kv, sizeof(float)));
     s->value_cache_ = static_cast<float*>(std::calloc(kv, sizeof(float)));
@@ -278,6 +279,19 @@ Status Session::eval(std::span<const int32_t> tokens, float* logits_out, bool al
     return Status::ok();
 }
 
+void Session::linear(const WeightView& W, const float* x, float* y, Q8Acts& xq, bool& xq_valid) {
+    if (kernels_ && W.cols % kQ8ABlock == 0 && kernels_->dot_for(W.type)) {
+        if (!xq_valid) {
+            xq.resize(W.cols);
+            kernels_->quantize_acts(x, W.cols, xq.qs.data(), xq.d.data(), xq.sum.data());
+            xq_valid = true;
+        }
+        matvec_q8a(W, xq, y, *kernels_);
+    } else {
+        matvec(W, x, y);
+    }
+}
+
 // One token through the model at position `pos` (llama2.c's forward, generalised to GQA, partial
 // rotary dims, rope frequency factors and any weight type).
 void Session::forward_token(int32_t token, int pos, float* logits) {
@@ -298,9 +312,10 @@ void Session::forward_token(int32_t token, int pos, float* logits) {
         const size_t loff = static_cast<size_t>(l) * static_cast<size_t>(n_ctx_) * static_cast<size_t>(kv_dim);
         float* k_row = key_cache_ + loff + static_cast<size_t>(pos) * kv_dim;
         float* v_row = value_cache_ + loff + static_cast<size_t>(pos) * kv_dim;
-        matvec(L.wq, xb_.data(), q_.data());
-        matvec(L.wk, xb_.data(), k_row);
-        matvec(L.wv, xb_.data(), v_row);
+        bool xq_valid = false;
+        linear(L.wq, xb_.data(), q_.data(), xq_, xq_valid);
+        linear(L.wk, xb_.data(), k_row, xq_, xq_valid);
+        linear(L.wv, xb_.data(), v_row, xq_, xq_valid);
         rope(q_.data(), c.n_heads, head_dim, c.n_rot, pos, c.rope_theta, freq_factors);
         rope(k_row, c.n_kv_heads, head_dim, c.n_rot, pos, c.rope_theta, freq_factors);
 
@@ -325,20 +340,24 @@ void Session::forward_token(int32_t token, int pos, float* logits) {
                 for (int i = 0; i < head_dim; ++i) out[i] += a * v[i];
             }
         }
-        matvec(L.wo, xb_.data(), xb2_.data());
+        xq_valid = false;
+        linear(L.wo, xb_.data(), xb2_.data(), xq_, xq_valid);
         for (int i = 0; i < dim; ++i) x[i] += xb2_[static_cast<size_t>(i)];
 
         rmsnorm(xb_.data(), x, L.ffn_norm.data(), dim, c.rms_eps);
-        matvec(L.w_gate, xb_.data(), hb_.data());
-        matvec(L.w_up, xb_.data(), hb2_.data());
+        xq_valid = false;
+        linear(L.w_gate, xb_.data(), hb_.data(), xq_, xq_valid);
+        linear(L.w_up, xb_.data(), hb2_.data(), xq_, xq_valid);
         swiglu(hb_.data(), hb2_.data(), c.hidden_dim);
-        matvec(L.w_down, hb_.data(), xb2_.data());
+        bool hq_valid = false;
+        linear(L.w_down, hb_.data(), xb2_.data(), hq_, hq_valid);
         for (int i = 0; i < dim; ++i) x[i] += xb2_[static_cast<size_t>(i)];
     }
 
     if (!logits) return;
     rmsnorm(x, x, model_.output_norm().data(), dim, c.rms_eps);
-    matvec(model_.output(), x, logits);
+    bool xq_valid = false;
+    linear(model_.output(), x, logits, xq_, xq_valid);
 }
 
 }  // namespace pl

@@ -8,6 +8,7 @@
 
 #include "core/status.h"
 #include "format/gguf.h"
+#include "kernels/cpu/kernels.h"
 #include "kernels/cpu/ops.h"
 
 #include <cstdint>
@@ -85,8 +86,10 @@ private:
 // Memory is reserved with calloc so untouched KV pages cost nothing until used.
 class Session {
 public:
-    // n_ctx <= 0 means min(model context, 4096).
-    static Result<std::unique_ptr<Session>> create(const Model& model, int n_ctx = 0);
+    // n_ctx <= 0 means min(model context, 4096). `reference` selects the float reference path
+    // for every matrix (activations stay f32); otherwise weights with an int8 kernel (Q8_0, Q4_0,
+    // Q4_1, ...) multiply int8-quantized activations with the selected ISA's kernels.
+    static Result<std::unique_ptr<Session>> create(const Model& model, int n_ctx = 0, bool reference = false);
     ~Session();
 
     int n_ctx() const { return n_ctx_; }
@@ -104,8 +107,12 @@ public:
 private:
     explicit Session(const Model& m) : model_(m) {}
     void forward_token(int32_t token, int pos, float* logits);
+    // y = W x; `xq` caches x's int8 quantization across matrices sharing the input (reset
+    // `xq_valid` whenever x changes).
+    void linear(const WeightView& W, const float* x, float* y, Q8Acts& xq, bool& xq_valid);
 
     const Model& model_;
+    const CpuKernels* kernels_ = nullptr;  // null: float reference path
     int n_ctx_ = 0;
     int n_past_ = 0;
     float* key_cache_ = nullptr;    // (n_layers, n_ctx, kv_dim)
@@ -119,6 +126,8 @@ private:
     std::vector<float> hb_;         // (hidden_dim)
     std::vector<float> hb2_;        // (hidden_dim)
     std::vector<float> att_;        // (n_heads, n_ctx)
+    Q8Acts xq_;                     // (dim) or (n_heads*head_dim) quantized input
+    Q8Acts hq_;                     // (hidden_dim) quantized FFN activation
 };
 
 }  // namespace pl

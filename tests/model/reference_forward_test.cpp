@@ -19,7 +19,7 @@ void compare_with_numpy(const std::string& model_path, const std::vector<int32_t
     auto model = pl::Model::load(model_path);
     ASSERT_TRUE(model) << model.error_message();
     const int vocab = (*model)->config().vocab_size;
-    auto s = pl::Session::create(**model, static_cast<int>(ids.size()));
+    auto s = pl::Session::create(**model, static_cast<int>(ids.size()), /*reference=*/true);
     ASSERT_TRUE(s);
     std::vector<float> ours(ids.size() * static_cast<size_t>(vocab));
     ASSERT_TRUE((*s)->eval(ids, ours.data(), true).is_ok());
@@ -61,6 +61,47 @@ TEST(ReferenceForward, SmolLM2MatchesNumpy) {
     }
     // "<|im_start|>user\nWhat is 2+2?" in SmolLM2's vocabulary, roughly; any ids exercise the path.
     compare_with_numpy(path, {1, 4093, 198, 1780, 314, 216, 34, 32, 34, 47, 2, 198});
+}
+
+// The int8-activation kernels against the float reference path on the real model: same greedy
+// tokens, logits within a small normalised error.
+TEST(ReferenceForward, SmolLM2FastKernelsCloseToFloatPath) {
+    const std::string path = std::string(PL_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (!std::filesystem::exists(path)) {
+        if (pl::test::require_test_data()) FAIL() << "demo model missing: run scripts/fetch-model.sh";
+        GTEST_SKIP() << "demo model missing: run scripts/fetch-model.sh";
+    }
+    auto model = pl::Model::load(path);
+    ASSERT_TRUE(model) << model.error_message();
+    const int vocab = (*model)->config().vocab_size;
+    const std::vector<int32_t> ids = {1, 4093, 198, 1780, 314, 216, 34, 32, 34, 47, 2, 198, 504, 3575, 282};
+    auto ref = pl::Session::create(**model, 64, true);
+    auto fast = pl::Session::create(**model, 64, false);
+    ASSERT_TRUE(ref && fast);
+    std::vector<float> a(ids.size() * vocab), b(ids.size() * vocab);
+    ASSERT_TRUE((*ref)->eval(ids, a.data(), true).is_ok());
+    ASSERT_TRUE((*fast)->eval(ids, b.data(), true).is_ok());
+    double worst = 0;
+    size_t agree = 0;
+    for (size_t t = 0; t < ids.size(); ++t) {
+        double num = 0, den = 0;
+        size_t ba = 0, bb = 0;
+        for (int v = 0; v < vocab; ++v) {
+            const size_t i = t * vocab + v;
+            num += (a[i] - b[i]) * double(a[i] - b[i]);
+            den += double(a[i]) * a[i];
+            if (a[i] > a[t * vocab + ba]) ba = v;
+            if (b[i] > b[t * vocab + bb]) bb = v;
+        }
+        worst = std::max(worst, num / den);
+        agree += ba == bb;
+    }
+    // Measured: worst nmse 0.023, 14/15 argmax agree. The noise of int8 activations accumulates
+    // over 30 layers of this small model (with only the output head int8: 2e-4); llama.cpp's q8
+    // activations behave the same. A broken kernel gives nmse ~1.
+    EXPECT_LT(worst, 0.05);
+    EXPECT_GE(agree, 13u);
+    std::printf("fast vs float path: worst per-position logits nmse %.3g\n", worst);
 }
 
 TEST(ReferenceForward, Stories260KMatchesNumpy) {

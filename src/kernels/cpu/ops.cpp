@@ -3,6 +3,7 @@
 
 #include "core/check.h"
 #include "core/fp16.h"
+#include "kernels/cpu/kernels.h"
 #include "quant/formats.h"
 
 #include <cmath>
@@ -93,6 +94,16 @@ void matvec(const WeightView& W, const float* x, float* y) {
             y[r] = dot_f32(buf.get(), x, W.cols);
         }
     }
+}
+
+void matvec_q8a(const WeightView& W, const Q8Acts& a, float* y, const CpuKernels& k) {
+    const DotQ8AFn dot = k.dot_for(W.type);
+    PL_CHECK(dot && a.n == W.cols, "matvec_q8a: no kernel for {} or width mismatch ({} vs {})", W.name, a.n, W.cols);
+    const int8_t* qs = a.qs.data();
+    const float* d = a.d.data();
+    const int32_t* sum = a.sum.data();
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < W.rows; ++r) y[r] = dot(W.row(r), qs, d, sum, W.cols);
 }
 
 }  // namespace pl

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/cpu/kernels.h"
+
 namespace pl {
 
 // A 2-D weight matrix stored in a GGML type: `rows` rows of `cols` elements, row-major, each row
@@ -50,5 +52,9 @@ void dequantize_row(const WeightView& W, int64_t r, float* out);
 
 // y[r] = dot(W[r, :], x) for r < W.rows; x has W.cols floats. Parallel over rows.
 void matvec(const WeightView& W, const float* x, float* y);
+
+// y[r] = dot(W[r, :], a) with an int8 kernel from `k` (which must have one for W.type);
+// a holds W.cols quantized activations. Parallel over rows.
+void matvec_q8a(const WeightView& W, const Q8Acts& a, float* y, const CpuKernels& k);
 
 }  // namespace pl

@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: MIT
+#include "kernels/cpu/kernels.h"
+
+#include "core/cpu_features.h"
+#include "core/log.h"
+#include "quant/formats.h"
+
+#include <cstdlib>
+#include <string>
+
+namespace pl {
+
+const char* isa_name(Isa isa) {
+    switch (isa) {
+        case Isa::Scalar: return "scalar";
+        case Isa::Avx2: return "avx2";
+        case Isa::Avx512: return "avx512";
+    }
+    return "?";
+}
+
+DotQ8AFn CpuKernels::dot_for(uint32_t type) const {
+    switch (static_cast<GgmlType>(type)) {
+        case GgmlType::Q8_0: return dot_q8_0;
+        case GgmlType::Q4_0: return dot_q4_0;
+        case GgmlType::Q4_1: return dot_q4_1;
+        default: return nullptr;
+    }
+}
+
+std::vector<Isa> supported_isas() {
+    const CpuFeatures& f = cpu_features();
+    std::vector<Isa> v = {Isa::Scalar};
+    if (f.has_avx2_level()) v.push_back(Isa::Avx2);
+    if (f.has_avx512_level() && f.avx512vnni) v.push_back(Isa::Avx512);
+    return v;
+}
+
+CpuKernels kernels_for(Isa isa) {
+    CpuKernels k;
+    install_scalar(k);
+    if (isa >= Isa::Avx2) install_avx2(k);
+    if (isa >= Isa::Avx512) install_avx512(k);
+    k.isa = isa;
+    return k;
+}
+
+const CpuKernels& cpu_kernels() {
+    static const CpuKernels table = [] {
+        const auto isas = supported_isas();
+        Isa pick = isas.back();
+        if (const char* env = std::getenv("PARALLAMA_ISA"); env && *env) {
+            bool found = false;
+            for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+                if (std::string(env) != isa_name(i)) continue;
+                found = true;
+                bool ok = false;
+                for (Isa s : isas) ok = ok || s == i;
+                if (ok)
+                    pick = i;
+                else
+                    PL_LOG_WARN("PARALLAMA_ISA={} is not supported by this CPU; using {}", env, isa_name(pick));
+            }
+            if (!found) PL_LOG_WARN("PARALLAMA_ISA={} is unknown (scalar, avx2, avx512); using {}", env, isa_name(pick));
+        }
+        PL_LOG_INFO("cpu: {} kernels selected ({}; features: {})", isa_name(pick), cpu_features().brand,
+                    cpu_features().to_string());
+        return kernels_for(pick);
+    }();
+    return table;
+}
+
+}  // namespace pl

@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: MIT
+// The CPU kernel table: integer dot products of quantized weight rows with int8-quantized
+// activations, one implementation per ISA level (scalar reference, AVX2, AVX-512), chosen once at
+// start from cpuid (PARALLAMA_ISA=scalar|avx2|avx512 forces one) and logged.
+//
+// Activations ("Q8A", our internal format, never stored in files): blocks of 32 values, each with
+// a float scale d = amax/127 and the int32 sum of its quants; quants are nearbyint(x / d)
+// (round-half-even), in [-127, 127]. Stored struct-of-arrays so SIMD loads are contiguous:
+//   qs (n) int8, d (n/32) float, sum (n/32) int32.
+//
+// Kernel naming: <op>_<weight>_<act>_<isa>, e.g. dot_q4_0_q8a_avx512. Every SIMD kernel equals the
+// scalar reference exactly in its integer part; float accumulation order may differ (tests bound
+// the normalised error). Kernels are pure functions; callers split rows across threads.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace pl {
+
+inline constexpr int kQ8ABlock = 32;
+
+// A quantized activation vector (or several, row-major, for batches).
+struct Q8Acts {
+    int64_t n = 0;             // elements per row, a multiple of 32
+    int64_t rows = 0;
+    std::vector<int8_t> qs;    // (rows, n)
+    std::vector<float> d;      // (rows, n/32)
+    std::vector<int32_t> sum;  // (rows, n/32)
+    void resize(int64_t n_, int64_t rows_ = 1) {
+        n = n_;
+        rows = rows_;
+        qs.resize(static_cast<size_t>(n * rows));
+        d.resize(static_cast<size_t>(n / kQ8ABlock * rows));
+        sum.resize(static_cast<size_t>(n / kQ8ABlock * rows));
+    }
+    const int8_t* row_qs(int64_t r) const { return qs.data() + r * n; }
+    const float* row_d(int64_t r) const { return d.data() + r * (n / kQ8ABlock); }
+    const int32_t* row_sum(int64_t r) const { return sum.data() + r * (n / kQ8ABlock); }
+};
+
+// x[0..n) -> qs, d, sum (n a multiple of 32).
+using QuantizeActsFn = void (*)(const float* x, int64_t n, int8_t* qs, float* d, int32_t* sum);
+// dot(weight row of n elements, activation row) for one weight format.
+using DotQ8AFn = float (*)(const void* w, const int8_t* qs, const float* d, const int32_t* sum, int64_t n);
+
+enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+const char* isa_name(Isa isa);
+
+struct CpuKernels {
+    Isa isa = Isa::Scalar;
+    QuantizeActsFn quantize_acts = nullptr;
+    DotQ8AFn dot_q8_0 = nullptr;
+    DotQ8AFn dot_q4_0 = nullptr;
+    DotQ8AFn dot_q4_1 = nullptr;
+
+    // The dot kernel for a GGML weight type id, or nullptr when the type has none (float path).
+    DotQ8AFn dot_for(uint32_t type) const;
+};
+
+// The levels this CPU can run, lowest first (always includes Scalar).
+std::vector<Isa> supported_isas();
+// The table for one level (which must be supported).
+CpuKernels kernels_for(Isa isa);
+// The process-wide table: the best supported level, or PARALLAMA_ISA's choice. Selected and logged
+// once. An unknown or unsupported PARALLAMA_ISA value is reported and ignored.
+const CpuKernels& cpu_kernels();
+
+// Installers called by kernels_for(): each overrides the entries its ISA speeds up.
+void install_scalar(CpuKernels& k);
+void install_avx2(CpuKernels& k);
+void install_avx512(CpuKernels& k);
+
+}  // namespace pl

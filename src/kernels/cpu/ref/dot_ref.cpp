@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: MIT
+// Scalar reference kernels: the executable spec the SIMD versions are tested against.
+#include "kernels/cpu/kernels.h"
+
+#include "core/fp16.h"
+#include "quant/q4_0.h"
+#include "quant/q4_1.h"
+#include "quant/q8_0.h"
+
+#include <cmath>
+
+namespace pl {
+namespace {
+
+void quantize_acts_ref(const float* x, int64_t n, int8_t* qs, float* d, int32_t* sum) {
+    for (int64_t b = 0; b < n / kQ8ABlock; ++b) {
+        const float* xb = x + b * kQ8ABlock;
+        float amax = 0.0f;
+        for (int i = 0; i < kQ8ABlock; ++i) amax = std::max(amax, std::fabs(xb[i]));
+        const float db = amax / 127.0f;
+        const float id = db != 0.0f ? 1.0f / db : 0.0f;
+        int32_t s = 0;
+        for (int i = 0; i < kQ8ABlock; ++i) {
+            const int q = static_cast<int>(std::nearbyint(xb[i] * id));
+            qs[b * kQ8ABlock + i] = static_cast<int8_t>(q);
+            s += q;
+        }
+        d[b] = db;
+        sum[b] = s;
+    }
+}
+
+float dot_q8_0_q8a_ref(const void* w, const int8_t* qs, const float* d, const int32_t* sum, int64_t n) {
+    const auto* blocks = static_cast<const BlockQ8_0*>(w);
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / kQ8ABlock; ++b) {
+        int32_t isum = 0;
+        for (int i = 0; i < kQ8ABlock; ++i) isum += blocks[b].qs[i] * qs[b * kQ8ABlock + i];
+        acc += fp16_to_fp32(blocks[b].d) * d[b] * static_cast<float>(isum);
+    }
+    return acc;
+}
+
+// w = d * (u - 8): dot = dw * da * (sum(u * a) - 8 * sum(a)).
+float dot_q4_0_q8a_ref(const void* w, const int8_t* qs, const float* d, const int32_t* sum, int64_t n) {
+    const auto* blocks = static_cast<const BlockQ4_0*>(w);
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / kQ8ABlock; ++b) {
+        const int8_t* a = qs + b * kQ8ABlock;
+        int32_t isum = 0;
+        for (int j = 0; j < 16; ++j) {
+            isum += (blocks[b].qs[j] & 0x0F) * a[j];
+            isum += (blocks[b].qs[j] >> 4) * a[j + 16];
+        }
+        acc += fp16_to_fp32(blocks[b].d) * d[b] * static_cast<float>(isum - 8 * sum[b]);
+    }
+    return acc;
+}
+
+// w = d * u + m: dot = dw * da * sum(u * a) + m * da * sum(a).
+float dot_q4_1_q8a_ref(const void* w, const int8_t* qs, const float* d, const int32_t* sum, int64_t n) {
+    const auto* blocks = static_cast<const BlockQ4_1*>(w);
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / kQ8ABlock; ++b) {
+        const int8_t* a = qs + b * kQ8ABlock;
+        int32_t isum = 0;
+        for (int j = 0; j < 16; ++j) {
+            isum += (blocks[b].qs[j] & 0x0F) * a[j];
+            isum += (blocks[b].qs[j] >> 4) * a[j + 16];
+        }
+        acc += fp16_to_fp32(blocks[b].d) * d[b] * static_cast<float>(isum) +
+               fp16_to_fp32(blocks[b].m) * d[b] * static_cast<float>(sum[b]);
+    }
+    return acc;
+}
+
+}  // namespace
+
+void install_scalar(CpuKernels& k) {
+    k.quantize_acts = quantize_acts_ref;
+    k.dot_q8_0 = dot_q8_0_q8a_ref;
+    k.dot_q4_0 = dot_q4_0_q8a_ref;
+    k.dot_q4_1 = dot_q4_1_q8a_ref;
+}
+
+}  // namespace pl

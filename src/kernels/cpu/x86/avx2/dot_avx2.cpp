@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: MIT
+// AVX2 + FMA kernels (compiled with -mavx2 -mfma -mf16c only). Integer parts are exact and equal
+// the scalar reference; float accumulation runs in 8 lanes.
+#include "kernels/cpu/kernels.h"
+
+#include "core/fp16.h"
+#include "quant/q4_0.h"
+#include "quant/q4_1.h"
+#include "quant/q8_0.h"
+
+#include <immintrin.h>
+
+namespace pl {
+namespace {
+
+inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+inline int32_t hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+// 32 nibbles of a Q4 block -> 32 unsigned bytes in element order (low nibbles, then high).
+inline __m256i unpack_nibbles(const uint8_t* qs) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    const __m128i m = _mm_set1_epi8(0x0F);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(x, 4), m), _mm_and_si128(x, m));
+}
+
+// sum(u[i] * a[i]) as 8 int32 lanes, u unsigned (<= 128), a signed.
+inline __m256i dot_u8_i8(__m256i u, __m256i a) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, a), _mm256_set1_epi16(1));
+}
+
+void quantize_acts_avx2(const float* x, int64_t n, int8_t* qs, float* d, int32_t* sum) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / kQ8ABlock; ++b) {
+        const float* xb = x + b * kQ8ABlock;
+        __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);
+        __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float db = amax / 127.0f;
+        const float id = db != 0.0f ? 1.0f / db : 0.0f;
+        const __m256 mul = _mm256_set1_ps(id);
+        // cvtps rounds to nearest-even under the default MXCSR, like nearbyint in the reference.
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, mul)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, mul));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, mul)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, mul));
+        sum[b] = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+        // packs work within 128-bit lanes; the final permute restores element order.
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs + b * kQ8ABlock), p);
+        d[b] = db;
+    }
+}
+
+float dot_q8_0_q8a_avx2(const void* w, const int8_t* qs, const float* d, const int32_t* sum, int64_t n) {
+    const auto* blocks = static_cast<const BlockQ8_0*>(w);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / kQ8ABlock; ++b) {
+        const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blocks[b].qs));
+        const __m256i aq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + b * kQ8ABlock));
+        // |w| * (a with w's sign): an unsigned x signed product, as maddubs needs.
+        const __m256i dot = dot_u8_i8(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(aq, wq));
+        const __m256 s = _mm256_set1_ps(fp16_to_fp32(blocks[b].d) * d[b]);
+        acc = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(dot), acc);
+    }
+    return hsum_ps(acc);
+}
+
+float dot_q4_0_q8a_avx2(const void* w, const int8_t* qs, const float* d, const int32_t* sum, int64_t n) {
+    const auto* blocks = static_cast<const BlockQ4_0*>(w);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / kQ8ABlock; ++b) {
+        const __m256i aq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + b * kQ8ABlock));
+        __m256i dot = dot_u8_i8(unpack_nibbles(blocks[b].qs), aq);
+        // The -8 offset, exactly: subtract 8 * sum(a) in lane 0.
+        dot = _mm256_sub_epi32(dot, _mm256_zextsi128_si256(_mm_cvtsi32_si128(8 * sum[b])));
+        const __m256 s = _mm256_set1_ps(fp16_to_fp32(blocks[b].d) * d[b]);
+        acc = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(dot), acc);
+    }
+    return hsum_ps(acc);
+}
+
+float dot_q4_1_q8a_avx2(const void* w, const int8_t* qs, const float* d, const int32_t* sum, int64_t n) {
+    const auto* blocks = static_cast<const BlockQ4_1*>(w);
+    __m256 acc = _mm256_setzero_ps();
+    float acc_min = 0.0f;
+    for (int64_t b = 0; b < n / kQ8ABlock; ++b) {
+        const __m256i aq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + b * kQ8ABlock));
+        const __m256i dot = dot_u8_i8(unpack_nibbles(blocks[b].qs), aq);
+        const __m256 s = _mm256_set1_ps(fp16_to_fp32(blocks[b].d) * d[b]);
+        acc = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(dot), acc);
+        acc_min += fp16_to_fp32(blocks[b].m) * d[b] * static_cast<float>(sum[b]);
+    }
+    return hsum_ps(acc) + acc_min;
+}
+
+}  // namespace
+
+void install_avx2(CpuKernels& k) {
+    k.quantize_acts = quantize_acts_avx2;
+    k.dot_q8_0 = dot_q8_0_q8a_avx2;
+    k.dot_q4_0 = dot_q4_0_q8a_avx2;
+    k.dot_q4_1 = dot_q4_1_q8a_avx2;
+}
+
+}  // namespace pl

@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: MIT
+// Every ISA variant of every kernel against the scalar reference, on random and adversarial
+// inputs and odd block counts; the scalar reference against float64 math on dequantized values.
+#include "test_data.h"
+
+#include "kernels/cpu/kernels.h"
+#include "quant/formats.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+
+namespace {
+
+using pl::GgmlType;
+
+const int64_t kLengths[] = {32, 64, 96, 224, 1056, 4096};
+
+std::vector<float> make_input(int64_t n, int pattern, std::mt19937& rng) {
+    std::vector<float> x(static_cast<size_t>(n));
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (int64_t i = 0; i < n; ++i) {
+        switch (pattern) {
+            case 0: x[i] = nd(rng); break;                                   // gaussian
+            case 1: x[i] = 0.0f; break;                                      // zeros
+            case 2: x[i] = (i % 7 == 0 ? 3e4f : 1e-3f) * (i % 2 ? 1 : -1); break;  // spikes
+            case 3: x[i] = static_cast<float>(i % 32) - 15.5f; break;        // exact ties at .5
+            default: x[i] = nd(rng) * 1e-30f; break;                         // tiny
+        }
+    }
+    return x;
+}
+
+struct Acts {
+    std::vector<int8_t> qs;
+    std::vector<float> d;
+    std::vector<int32_t> sum;
+    explicit Acts(int64_t n) : qs(n), d(n / 32), sum(n / 32) {}
+};
+
+TEST(Kernels, ScalarIsAlwaysSupported) {
+    auto isas = pl::supported_isas();
+    ASSERT_FALSE(isas.empty());
+    EXPECT_EQ(isas.front(), pl::Isa::Scalar);
+    const auto& k = pl::cpu_kernels();
+    EXPECT_NE(k.dot_for(static_cast<uint32_t>(GgmlType::Q4_0)), nullptr);
+    EXPECT_EQ(k.dot_for(static_cast<uint32_t>(GgmlType::F32)), nullptr);
+}
+
+TEST(Kernels, QuantizeActsBitExactAcrossIsas) {
+    const auto ref = pl::kernels_for(pl::Isa::Scalar);
+    std::mt19937 rng(7);
+    for (pl::Isa isa : pl::supported_isas()) {
+        const auto k = pl::kernels_for(isa);
+        for (int64_t n : kLengths) {
+            for (int pattern = 0; pattern < 5; ++pattern) {
+                auto x = make_input(n, pattern, rng);
+                Acts a(n), b(n);
+                ref.quantize_acts(x.data(), n, a.qs.data(), a.d.data(), a.sum.data());
+                k.quantize_acts(x.data(), n, b.qs.data(), b.d.data(), b.sum.data());
+                EXPECT_EQ(a.qs, b.qs) << pl::isa_name(isa) << " n=" << n << " pattern " << pattern;
+                EXPECT_EQ(a.d, b.d) << pl::isa_name(isa) << " n=" << n;
+                EXPECT_EQ(a.sum, b.sum) << pl::isa_name(isa) << " n=" << n;
+            }
+        }
+    }
+}
+
+TEST(Kernels, QuantizeActsReferenceSemantics) {
+    // One block: amax 254 -> d = 2; x/d rounds half to even; sum is the sum of quants.
+    std::vector<float> x(32, 0.0f);
+    x[0] = 254.0f;
+    x[1] = 5.0f;    // 2.5 -> 2 (even)
+    x[2] = 7.0f;    // 3.5 -> 4 (even)
+    x[3] = -3.0f;   // -1.5 -> -2
+    x[4] = -254.0f;
+    Acts a(32);
+    pl::kernels_for(pl::Isa::Scalar).quantize_acts(x.data(), 32, a.qs.data(), a.d.data(), a.sum.data());
+    EXPECT_EQ(a.d[0], 2.0f);
+    EXPECT_EQ(a.qs[0], 127);
+    EXPECT_EQ(a.qs[1], 2);
+    EXPECT_EQ(a.qs[2], 4);
+    EXPECT_EQ(a.qs[3], -2);
+    EXPECT_EQ(a.qs[4], -127);
+    EXPECT_EQ(a.sum[0], 127 + 2 + 4 - 2 - 127);
+}
+
+// Weight rows of a type, quantized by the reference quantizer, plus adversarial raw blocks.
+std::vector<uint8_t> make_weights(GgmlType t, int64_t n, int pattern, std::mt19937& rng) {
+    const pl::TypeTraits* tt = pl::type_traits(t);
+    std::vector<uint8_t> w(*pl::row_bytes(static_cast<uint32_t>(t), n));
+    if (pattern < 5) {
+        auto x = make_input(n, pattern, rng);
+        tt->quantize_row(x.data(), w.data(), n);
+    } else {  // random bytes with sane fp16 scales: covers q = -128, all nibble values
+        std::uniform_int_distribution<int> byte(0, 255);
+        for (auto& b : w) b = static_cast<uint8_t>(byte(rng));
+        const size_t bb = tt->block_bytes;
+        for (size_t off = 0; off < w.size(); off += bb) {
+            w[off] = 0x00;
+            w[off + 1] = 0x3C;  // d = 1.0
+            if (t == GgmlType::Q4_1) {
+                w[off + 2] = 0x00;
+                w[off + 3] = 0xBC;  // m = -1.0
+            }
+        }
+    }
+    return w;
+}
+
+TEST(Kernels, DotsMatchScalarReferenceOnEveryIsa) {
+    const auto ref = pl::kernels_for(pl::Isa::Scalar);
+    std::mt19937 rng(11);
+    int checked = 0;
+    for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1}) {
+        const pl::TypeTraits* tt = pl::type_traits(t);
+        for (int64_t n : kLengths) {
+            for (int wp = 0; wp < 6; ++wp) {
+                const auto w = make_weights(t, n, wp, rng);
+                auto x = make_input(n, wp == 5 ? 0 : (wp + 1) % 5, rng);
+                Acts a(n);
+                ref.quantize_acts(x.data(), n, a.qs.data(), a.d.data(), a.sum.data());
+                // float64 truth from dequantized values, and the scale of the terms
+                std::vector<float> wf(n);
+                tt->dequantize_row(w.data(), wf.data(), n);
+                double truth = 0, mag = 0;
+                for (int64_t i = 0; i < n; ++i) {
+                    const double term = static_cast<double>(wf[i]) * a.qs[i] * a.d[i / 32];
+                    truth += term;
+                    mag += std::fabs(term);
+                }
+                const float r = ref.dot_for(static_cast<uint32_t>(t))(w.data(), a.qs.data(), a.d.data(), a.sum.data(), n);
+                EXPECT_LE(std::fabs(r - truth), 1e-5 * mag + 1e-30) << tt->name << " ref n=" << n << " wp=" << wp;
+                for (pl::Isa isa : pl::supported_isas()) {
+                    const auto k = pl::kernels_for(isa);
+                    const float v = k.dot_for(static_cast<uint32_t>(t))(w.data(), a.qs.data(), a.d.data(), a.sum.data(), n);
+                    EXPECT_LE(std::fabs(v - r), 1e-5 * mag + 1e-30)
+                        << tt->name << " " << pl::isa_name(isa) << " n=" << n << " wp=" << wp << " ref=" << r << " got=" << v;
+                    ++checked;
+                }
+            }
+        }
+    }
+    EXPECT_GE(checked, 3 * 6 * 6);
+}
+
+}  // namespace
