@@ -87,6 +87,22 @@ TEST(GenerateCli, SynthLlama70bTwoLayersGenerates) {
     std::filesystem::remove_all(dir);
 }
 
+// The full 32-layer LLaMA-7B shape (q4_0, 3.6 GiB) is written and decodes; the speed line is
+// printed. (Speed itself is measured by benchmarks, not asserted here.)
+TEST(GenerateCli, SynthLlama7bGeneratesAndReportsSpeed) {
+    const std::string dir = pl::test::make_temp_dir("synth7b");
+    const std::string out = dir + "/l7b.gguf";
+    auto s = run_cmd(parallama_bin() + " synth --shape llama-7b --type q4_0 -o " + q(out));
+    ASSERT_EQ(s.rc, 0) << s.err;
+    EXPECT_EQ(std::filesystem::file_size(out), 3792144384u);  // 6.74e9 weights at 4.5 bits + norms + header
+    auto r = run_cmd(parallama_bin() + " generate -m " + q(out) + " -p 'Hello' -n 3 --temp 0 --ids");
+    std::filesystem::remove_all(dir);
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(parse_ints(r.out).size(), 3u);
+    EXPECT_NE(r.err.find("generation: 3 tokens"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("tokens/s"), std::string::npos) << r.err;
+}
+
 TEST(GenerateCli, BadInputGivesOneLineError) {
     const std::string dir = pl::test::make_temp_dir("badgen");
     {
