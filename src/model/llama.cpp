@@ -280,6 +280,7 @@ Status Session::eval(std::span<const int32_t> tokens, float* logits_out, bool al
 }
 
 void Session::linear(const WeightView& W, const float* x, float* y, Q8Acts& xq, bool& xq_valid) {
+    if (observer_) observer_(W, x);
     if (kernels_ && W.cols % kQ8ABlock == 0 && kernels_->dot_for(W.type)) {
         if (!xq_valid) {
             xq.resize(W.cols);

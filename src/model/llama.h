@@ -12,6 +12,7 @@
 #include "kernels/cpu/ops.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -95,6 +96,11 @@ public:
     int n_ctx() const { return n_ctx_; }
     int n_past() const { return n_past_; }  // tokens already in the KV cache
     void reset() { n_past_ = 0; }
+    // Called with every matrix product's float input (W.cols values) before it is quantized, in
+    // forward order; for importance matrices and activation statistics. Empty = off.
+    using ActivationObserver = std::function<void(const WeightView& W, const float* x)>;
+    void set_activation_observer(ActivationObserver obs) { observer_ = std::move(obs); }
+
     // Forgets every token from position n on (n <= n_past), e.g. to re-use a shared prefix.
     void truncate(int n) { n_past_ = n < n_past_ ? (n < 0 ? 0 : n) : n_past_; }
 
@@ -113,6 +119,7 @@ private:
 
     const Model& model_;
     const CpuKernels* kernels_ = nullptr;  // null: float reference path
+    ActivationObserver observer_;
     int n_ctx_ = 0;
     int n_past_ = 0;
     float* key_cache_ = nullptr;    // (n_layers, n_ctx, kv_dim)
