@@ -3,16 +3,12 @@
 // tokens and the KV prefix re-use across turns must produce the model's known greedy answers.
 #include "test_data.h"
 
-#include <filesystem>
 
 namespace {
 
 TEST(ChatCli, SmolLM2AnswersCapitalsOverTwoTurns) {
-    const std::string model = std::string(PL_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-    if (!std::filesystem::exists(model)) {
-        if (pl::test::require_test_data()) FAIL() << "demo model missing: run scripts/fetch-model.sh";
-        GTEST_SKIP() << "demo model missing: run scripts/fetch-model.sh";
-    }
+    const std::string model = pl::test::demo_model();
+    PL_REQUIRE_DATA(model, "demo model (run scripts/fetch-model.sh)");
     const std::string dir = pl::test::make_temp_dir("chat");
     {
         FILE* f = std::fopen((dir + "/in.txt").c_str(), "w");

@@ -5,26 +5,15 @@
 
 #include <cstring>
 #include <filesystem>
-#include <sstream>
 
 namespace {
 
 using pl::test::parallama_bin;
+using pl::test::parse_ints;
 using pl::test::run_cmd;
 
-std::vector<int32_t> parse_ints(const std::string& s) {
-    std::istringstream in(s);
-    std::vector<int32_t> v;
-    int32_t x;
-    while (in >> x) v.push_back(x);
-    return v;
-}
-
 std::vector<int32_t> reference_ids(size_t n) {
-    const std::string md = pl::test::read_file(pl::test::model_file("stories260K/reference.md"));
-    const size_t a = md.find("```");
-    const size_t b = md.find("```", a + 3);
-    auto ids = parse_ints(md.substr(a + 3, b - a - 3));
+    auto ids = pl::test::stories_reference_ids();
     if (ids.size() > n) ids.resize(n);
     return ids;
 }

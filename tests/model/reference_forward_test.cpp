@@ -7,7 +7,6 @@
 #include "model/llama.h"
 
 #include <cmath>
-#include <filesystem>
 
 namespace {
 
@@ -50,11 +49,8 @@ void compare_with_numpy(const std::string& model_path, const std::vector<int32_t
 }
 
 TEST(ReferenceForward, SmolLM2MatchesNumpy) {
-    const std::string path = std::string(PL_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-    if (!std::filesystem::exists(path)) {
-        if (pl::test::require_test_data()) FAIL() << "demo model missing: run scripts/fetch-model.sh";
-        GTEST_SKIP() << "demo model missing: run scripts/fetch-model.sh";
-    }
+    const std::string path = pl::test::demo_model();
+    PL_REQUIRE_DATA(path, "demo model (run scripts/fetch-model.sh)");
     if (!have_python_gguf()) {
         if (pl::test::require_test_data()) FAIL() << "python3 with gguf+numpy needed (scripts/setup.sh --test)";
         GTEST_SKIP() << "python3 with gguf+numpy not available";
@@ -66,11 +62,8 @@ TEST(ReferenceForward, SmolLM2MatchesNumpy) {
 // The int8-activation kernels against the float reference path on the real model: same greedy
 // tokens, logits within a small normalised error.
 TEST(ReferenceForward, SmolLM2FastKernelsCloseToFloatPath) {
-    const std::string path = std::string(PL_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-    if (!std::filesystem::exists(path)) {
-        if (pl::test::require_test_data()) FAIL() << "demo model missing: run scripts/fetch-model.sh";
-        GTEST_SKIP() << "demo model missing: run scripts/fetch-model.sh";
-    }
+    const std::string path = pl::test::demo_model();
+    PL_REQUIRE_DATA(path, "demo model (run scripts/fetch-model.sh)");
     auto model = pl::Model::load(path);
     ASSERT_TRUE(model) << model.error_message();
     const int vocab = (*model)->config().vocab_size;

@@ -5,23 +5,8 @@
 #include "model/llama.h"
 #include "sampling/sampler.h"
 
-#include <regex>
-#include <sstream>
 
 namespace {
-
-// The 256 ids listed in the fenced block of stories260K/reference.md.
-std::vector<int32_t> reference_ids() {
-    const std::string md = pl::test::read_file(pl::test::model_file("stories260K/reference.md"));
-    const size_t a = md.find("```");
-    const size_t b = md.find("```", a + 3);
-    std::vector<int32_t> ids;
-    if (a == std::string::npos || b == std::string::npos) return ids;
-    std::istringstream in(md.substr(a + 3, b - a - 3));
-    int32_t v;
-    while (in >> v) ids.push_back(v);
-    return ids;
-}
 
 std::vector<int32_t> greedy(pl::Session& s, int32_t start, int n, int vocab) {
     std::vector<float> logits(static_cast<size_t>(vocab));
@@ -39,7 +24,7 @@ std::vector<int32_t> greedy(pl::Session& s, int32_t start, int n, int vocab) {
 TEST(Stories260K, GreedyFromBosMatchesRunC) {
     const std::string path = pl::test::model_file("stories260K/stories260K-f32.gguf");
     PL_REQUIRE_DATA(path, "stories260K/stories260K-f32.gguf");
-    const auto ref = reference_ids();
+    const auto ref = pl::test::stories_reference_ids();
     ASSERT_EQ(ref.size(), 256u);
 
     auto model = pl::Model::load(path);

@@ -29,6 +29,29 @@ bool require_test_data() {
     return v && std::string(v) == "1";
 }
 
+std::vector<int32_t> parse_ints(const std::string& text) {
+    std::istringstream in(text);
+    std::vector<int32_t> v;
+    int32_t x;
+    while (in >> x) v.push_back(x);
+    return v;
+}
+
+std::vector<int32_t> stories_reference_ids() {
+    const std::string path = model_file("stories260K/reference.md");
+    if (path.empty()) return {};
+    const std::string md = read_file(path);
+    const size_t a = md.find("```");
+    const size_t b = a == std::string::npos ? a : md.find("```", a + 3);
+    if (b == std::string::npos) return {};
+    return parse_ints(md.substr(a + 3, b - a - 3));
+}
+
+std::string demo_model() {
+    fs::path p = fs::path(PL_SOURCE_DIR) / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf";
+    return fs::exists(p) ? p.string() : std::string();
+}
+
 std::string parallama_bin() { return (fs::path(PL_BINARY_DIR) / "bin" / "parallama").string(); }
 
 std::string make_temp_dir(const std::string& tag) {

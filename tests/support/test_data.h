@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace pl::test {
 
@@ -14,6 +16,16 @@ std::string models_dir();
 // Full path of a file under models_dir(); "" when it does not exist.
 std::string model_file(const std::string& relative);
 bool require_test_data();  // PARALLAMA_REQUIRE_TEST_DATA=1
+
+// The 256 ids llama2.c's run.c generates greedily from BOS with stories260K, parsed from the fenced
+// block of stories260K/reference.md (empty when the file is missing).
+std::vector<int32_t> stories_reference_ids();
+// Whitespace-separated integers.
+std::vector<int32_t> parse_ints(const std::string& text);
+
+// The demo model fetched by scripts/fetch-model.sh (<repo>/models/SmolLM2-135M-Instruct.Q4_1.gguf);
+// "" when absent.
+std::string demo_model();
 
 // Path of the built CLI (build/bin/parallama).
 std::string parallama_bin();

@@ -30,6 +30,16 @@ void quantize_acts_ref(const float* x, int64_t n, int8_t* qs, float* d, int32_t*
     }
 }
 
+// sum(u[i] * a[i]) over one Q4 block's 32 unsigned nibbles (low nibbles = elements 0..15).
+int32_t q4_isum(const uint8_t* q4, const int8_t* a) {
+    int32_t isum = 0;
+    for (int j = 0; j < 16; ++j) {
+        isum += (q4[j] & 0x0F) * a[j];
+        isum += (q4[j] >> 4) * a[j + 16];
+    }
+    return isum;
+}
+
 float dot_q8_0_q8a_ref(const void* w, const int8_t* qs, const float* d, const int32_t* sum, int64_t n) {
     const auto* blocks = static_cast<const BlockQ8_0*>(w);
     float acc = 0.0f;
@@ -46,12 +56,7 @@ float dot_q4_0_q8a_ref(const void* w, const int8_t* qs, const float* d, const in
     const auto* blocks = static_cast<const BlockQ4_0*>(w);
     float acc = 0.0f;
     for (int64_t b = 0; b < n / kQ8ABlock; ++b) {
-        const int8_t* a = qs + b * kQ8ABlock;
-        int32_t isum = 0;
-        for (int j = 0; j < 16; ++j) {
-            isum += (blocks[b].qs[j] & 0x0F) * a[j];
-            isum += (blocks[b].qs[j] >> 4) * a[j + 16];
-        }
+        const int32_t isum = q4_isum(blocks[b].qs, qs + b * kQ8ABlock);
         acc += fp16_to_fp32(blocks[b].d) * d[b] * static_cast<float>(isum - 8 * sum[b]);
     }
     return acc;
@@ -62,12 +67,7 @@ float dot_q4_1_q8a_ref(const void* w, const int8_t* qs, const float* d, const in
     const auto* blocks = static_cast<const BlockQ4_1*>(w);
     float acc = 0.0f;
     for (int64_t b = 0; b < n / kQ8ABlock; ++b) {
-        const int8_t* a = qs + b * kQ8ABlock;
-        int32_t isum = 0;
-        for (int j = 0; j < 16; ++j) {
-            isum += (blocks[b].qs[j] & 0x0F) * a[j];
-            isum += (blocks[b].qs[j] >> 4) * a[j + 16];
-        }
+        const int32_t isum = q4_isum(blocks[b].qs, qs + b * kQ8ABlock);
         acc += fp16_to_fp32(blocks[b].d) * d[b] * static_cast<float>(isum) +
                fp16_to_fp32(blocks[b].m) * d[b] * static_cast<float>(sum[b]);
     }
