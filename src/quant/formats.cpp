@@ -13,6 +13,7 @@
 #include "quant/q6_k.h"
 #include "quant/q8_0.h"
 #include "quant/q8_k.h"
+#include "quant/quantize.h"
 #include "quant/ref/ref.h"
 
 #include <array>
@@ -36,10 +37,10 @@ constexpr TypeTraits kTraits[] = {
     {GgmlType::Q8_0, "q8_0", BlockQ8_0::kElems, sizeof(BlockQ8_0), dequantize_row_q8_0_ref, quantize_row_q8_0_ref},
     {GgmlType::Q8_1, "q8_1", 32, 36, nullptr, nullptr},
     {GgmlType::Q2_K, "q2_k", BlockQ2_K::kElems, sizeof(BlockQ2_K), dequantize_row_q2_k_ref, nullptr},
-    {GgmlType::Q3_K, "q3_k", BlockQ3_K::kElems, sizeof(BlockQ3_K), dequantize_row_q3_k_ref, nullptr},
-    {GgmlType::Q4_K, "q4_k", BlockQ4_K::kElems, sizeof(BlockQ4_K), dequantize_row_q4_k_ref, nullptr},
+    {GgmlType::Q3_K, "q3_k", BlockQ3_K::kElems, sizeof(BlockQ3_K), dequantize_row_q3_k_ref, quantize_row_q3_k_ref},
+    {GgmlType::Q4_K, "q4_k", BlockQ4_K::kElems, sizeof(BlockQ4_K), dequantize_row_q4_k_ref, quantize_row_q4_k_ref},
     {GgmlType::Q5_K, "q5_k", BlockQ5_K::kElems, sizeof(BlockQ5_K), dequantize_row_q5_k_ref, nullptr},
-    {GgmlType::Q6_K, "q6_k", BlockQ6_K::kElems, sizeof(BlockQ6_K), dequantize_row_q6_k_ref, nullptr},
+    {GgmlType::Q6_K, "q6_k", BlockQ6_K::kElems, sizeof(BlockQ6_K), dequantize_row_q6_k_ref, quantize_row_q6_k_ref},
     {GgmlType::Q8_K, "q8_k", BlockQ8_K::kElems, sizeof(BlockQ8_K), dequantize_row_q8_k_ref, nullptr},
     {GgmlType::I8, "i8", 1, 1, nullptr, nullptr},
     {GgmlType::I16, "i16", 1, 2, nullptr, nullptr},
