@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <omp.h>
+
 namespace pl {
 namespace {
 
@@ -233,28 +235,30 @@ uint64_t Model::n_params() const {
     return n;
 }
 
-Result<std::unique_ptr<Session>> Session::create(const Model& model, int n_ctx, bool reference) {
+Result<std::unique_ptr<Session>> Session::create(const Model& model, int n_ctx, bool reference, int n_batch) {
     const ModelConfig& c = model.config();
     if (n_ctx <= 0) n_ctx = std::min(c.context_length, 4096);
     if (n_ctx > (1 << 20)) return err("context size {} is too large", n_ctx);
+    if (n_batch <= 0) n_batch = 64;
+    if (n_batch > 4096) return err("batch size {} is too large (at most 4096)", n_batch);
     std::unique_ptr<Session> s(new Session(model));
     s->n_ctx_ = n_ctx;
+    s->n_batch_ = std::min(n_batch, n_ctx);
+    s->n_threads_ = std::max(1, omp_get_max_threads());
     if (!reference) s->kernels_ = &cpu_kernels();
     const size_t kv = static_cast<size_t>(c.n_layers) * static_cast<size_t>(n_ctx) * static_cast<size_t>(c.kv_dim);
     s->key_cache_ = static_cast<float*>(std::calloc(kv, sizeof(float)));
     s->value_cache_ = static_cast<float*>(std::calloc(kv, sizeof(float)));
     if (!s->key_cache_ || !s->value_cache_)
         return err("cannot allocate the KV cache: {} MiB for a context of {} tokens", 2 * kv * sizeof(float) >> 20, n_ctx);
-    const size_t q_dim = static_cast<size_t>(c.n_heads) * static_cast<size_t>(c.head_dim);
-    s->x_.resize(static_cast<size_t>(c.dim));
-    s->xb_.resize(std::max(static_cast<size_t>(c.dim), q_dim));
-    s->xb2_.resize(static_cast<size_t>(c.dim));
-    s->q_.resize(q_dim);
-    s->k_.resize(static_cast<size_t>(c.kv_dim));
-    s->v_.resize(static_cast<size_t>(c.kv_dim));
-    s->hb_.resize(static_cast<size_t>(c.hidden_dim));
-    s->hb2_.resize(static_cast<size_t>(c.hidden_dim));
-    s->att_.resize(static_cast<size_t>(c.n_heads) * static_cast<size_t>(n_ctx));
+    const size_t nb = static_cast<size_t>(s->n_batch_);
+    s->x_.resize(nb * c.dim);
+    s->xb_.resize(nb * c.dim);
+    s->xb2_.resize(nb * c.dim);
+    s->q_.resize(nb * c.dim);
+    s->hb_.resize(nb * c.hidden_dim);
+    s->hb2_.resize(nb * c.hidden_dim);
+    s->att_.resize(static_cast<size_t>(s->n_threads_) * static_cast<size_t>(n_ctx));
     return s;
 }
 
@@ -270,32 +274,42 @@ Status Session::eval(std::span<const int32_t> tokens, float* logits_out, bool al
     for (size_t i = 0; i < tokens.size(); ++i)
         if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
             return err("token id {} at index {} is out of range [0, {})", tokens[i], i, c.vocab_size);
-    for (size_t i = 0; i < tokens.size(); ++i) {
-        const bool want = logits_out && (all_logits || i + 1 == tokens.size());
-        float* out = want ? logits_out + (all_logits ? i * static_cast<size_t>(c.vocab_size) : 0) : nullptr;
-        forward_token(tokens[i], n_past_, out);
-        ++n_past_;
+    const size_t vocab = static_cast<size_t>(c.vocab_size);
+    for (size_t i0 = 0; i0 < tokens.size(); i0 += static_cast<size_t>(n_batch_)) {
+        const int n = static_cast<int>(std::min(tokens.size() - i0, static_cast<size_t>(n_batch_)));
+        const bool last_chunk = i0 + static_cast<size_t>(n) == tokens.size();
+        float* out = nullptr;
+        if (logits_out && all_logits) out = logits_out + i0 * vocab;
+        if (logits_out && !all_logits && last_chunk) out = logits_out;
+        forward_batch(tokens.data() + i0, n, n_past_, out, all_logits);
+        n_past_ += n;
     }
     return Status::ok();
 }
 
-void Session::linear(const WeightView& W, const float* x, float* y, Q8Acts& xq, bool& xq_valid) {
-    if (observer_) observer_(W, x);
+void Session::linear(const WeightView& W, const float* X, int n, float* Y, Q8Acts& xq, bool& xq_valid) {
+    if (observer_)
+        for (int i = 0; i < n; ++i) observer_(W, X + static_cast<size_t>(i) * W.cols);
     if (kernels_ && W.cols % kQ8ABlock == 0 && kernels_->dot_for(W.type)) {
         if (!xq_valid) {
-            xq.resize(W.cols);
-            kernels_->quantize_acts(x, W.cols, xq.qs.data(), xq.d.data(), xq.sum.data());
+            xq.resize(W.cols, n);
+            for (int i = 0; i < n; ++i) {
+                const int64_t nb = W.cols / kQ8ABlock;
+                kernels_->quantize_acts(X + static_cast<size_t>(i) * W.cols, W.cols, xq.qs.data() + i * W.cols,
+                                        xq.d.data() + i * nb, xq.sum.data() + i * nb);
+            }
             xq_valid = true;
         }
-        matvec_q8a(W, xq, y, *kernels_);
+        matmul_q8a(W, xq, Y, *kernels_);
     } else {
-        matvec(W, x, y);
+        matmul(W, X, n, Y);
     }
 }
 
-// One token through the model at position `pos` (llama2.c's forward, generalised to GQA, partial
-// rotary dims, rope frequency factors and any weight type).
-void Session::forward_token(int32_t token, int pos, float* logits) {
+// n tokens through the model at positions pos0.. (llama2.c's forward, generalised to a batch of
+// consecutive tokens, GQA, partial rotary dims, rope frequency factors and any weight type). The
+// per-token arithmetic is identical to running the tokens one at a time.
+void Session::forward_batch(const int32_t* tokens, int n, int pos0, float* logits, bool all_logits) {
     const ModelConfig& c = model_.config();
     const int dim = c.dim;
     const int head_dim = c.head_dim;
@@ -304,61 +318,75 @@ void Session::forward_token(int32_t token, int pos, float* logits) {
     const float* freq_factors = model_.rope_freqs().empty() ? nullptr : model_.rope_freqs().data();
     float* x = x_.data();
 
-    dequantize_row(model_.token_embd(), token, x);
+    for (int i = 0; i < n; ++i) dequantize_row(model_.token_embd(), tokens[i], x + static_cast<size_t>(i) * dim);
 
     for (int l = 0; l < c.n_layers; ++l) {
         const LayerWeights& L = model_.layer(l);
-        rmsnorm(xb_.data(), x, L.attn_norm.data(), dim, c.rms_eps);
+        for (int i = 0; i < n; ++i)
+            rmsnorm(xb_.data() + static_cast<size_t>(i) * dim, x + static_cast<size_t>(i) * dim, L.attn_norm.data(), dim, c.rms_eps);
 
+        // K and V rows of this step land directly in the cache: (n_ctx, kv_dim) per layer.
         const size_t loff = static_cast<size_t>(l) * static_cast<size_t>(n_ctx_) * static_cast<size_t>(kv_dim);
-        float* k_row = key_cache_ + loff + static_cast<size_t>(pos) * kv_dim;
-        float* v_row = value_cache_ + loff + static_cast<size_t>(pos) * kv_dim;
+        float* k_rows = key_cache_ + loff + static_cast<size_t>(pos0) * kv_dim;
+        float* v_rows = value_cache_ + loff + static_cast<size_t>(pos0) * kv_dim;
         bool xq_valid = false;
-        linear(L.wq, xb_.data(), q_.data(), xq_, xq_valid);
-        linear(L.wk, xb_.data(), k_row, xq_, xq_valid);
-        linear(L.wv, xb_.data(), v_row, xq_, xq_valid);
-        rope(q_.data(), c.n_heads, head_dim, c.n_rot, pos, c.rope_theta, freq_factors);
-        rope(k_row, c.n_kv_heads, head_dim, c.n_rot, pos, c.rope_theta, freq_factors);
+        linear(L.wq, xb_.data(), n, q_.data(), xq_, xq_valid);
+        linear(L.wk, xb_.data(), n, k_rows, xq_, xq_valid);
+        linear(L.wv, xb_.data(), n, v_rows, xq_, xq_valid);
+        for (int i = 0; i < n; ++i) {
+            rope(q_.data() + static_cast<size_t>(i) * dim, c.n_heads, head_dim, c.n_rot, pos0 + i, c.rope_theta, freq_factors);
+            rope(k_rows + static_cast<size_t>(i) * kv_dim, c.n_kv_heads, head_dim, c.n_rot, pos0 + i, c.rope_theta, freq_factors);
+        }
 
         const float sqrt_head_dim = std::sqrt(static_cast<float>(head_dim));
-#pragma omp parallel for schedule(static)
-        for (int h = 0; h < c.n_heads; ++h) {
-            const float* q = q_.data() + static_cast<size_t>(h) * head_dim;
-            float* att = att_.data() + static_cast<size_t>(h) * n_ctx_;
-            const size_t kv_off = static_cast<size_t>(h / kv_mul) * head_dim;
-            for (int t = 0; t <= pos; ++t) {
-                const float* k = key_cache_ + loff + static_cast<size_t>(t) * kv_dim + kv_off;
-                float score = 0.0f;
-                for (int i = 0; i < head_dim; ++i) score += q[i] * k[i];
-                att[t] = score / sqrt_head_dim;
-            }
-            softmax(att, pos + 1);
-            float* out = xb_.data() + static_cast<size_t>(h) * head_dim;
-            std::fill(out, out + head_dim, 0.0f);
-            for (int t = 0; t <= pos; ++t) {
-                const float* v = value_cache_ + loff + static_cast<size_t>(t) * kv_dim + kv_off;
-                const float a = att[t];
-                for (int i = 0; i < head_dim; ++i) out[i] += a * v[i];
+        const int n_heads = c.n_heads;
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int i = 0; i < n; ++i) {
+            for (int h = 0; h < n_heads; ++h) {
+                const int pos = pos0 + i;  // causal: token i sees positions 0..pos
+                const float* q = q_.data() + static_cast<size_t>(i) * dim + static_cast<size_t>(h) * head_dim;
+                float* att = att_.data() + static_cast<size_t>(omp_get_thread_num()) * n_ctx_;
+                const size_t kv_off = static_cast<size_t>(h / kv_mul) * head_dim;
+                for (int t = 0; t <= pos; ++t) {
+                    const float* k = key_cache_ + loff + static_cast<size_t>(t) * kv_dim + kv_off;
+                    float score = 0.0f;
+                    for (int j = 0; j < head_dim; ++j) score += q[j] * k[j];
+                    att[t] = score / sqrt_head_dim;
+                }
+                softmax(att, pos + 1);
+                float* out = xb_.data() + static_cast<size_t>(i) * dim + static_cast<size_t>(h) * head_dim;
+                std::fill(out, out + head_dim, 0.0f);
+                for (int t = 0; t <= pos; ++t) {
+                    const float* v = value_cache_ + loff + static_cast<size_t>(t) * kv_dim + kv_off;
+                    const float a = att[t];
+                    for (int j = 0; j < head_dim; ++j) out[j] += a * v[j];
+                }
             }
         }
         xq_valid = false;
-        linear(L.wo, xb_.data(), xb2_.data(), xq_, xq_valid);
-        for (int i = 0; i < dim; ++i) x[i] += xb2_[static_cast<size_t>(i)];
+        linear(L.wo, xb_.data(), n, xb2_.data(), xq_, xq_valid);
+        for (size_t j = 0; j < static_cast<size_t>(n) * dim; ++j) x[j] += xb2_[j];
 
-        rmsnorm(xb_.data(), x, L.ffn_norm.data(), dim, c.rms_eps);
+        for (int i = 0; i < n; ++i)
+            rmsnorm(xb_.data() + static_cast<size_t>(i) * dim, x + static_cast<size_t>(i) * dim, L.ffn_norm.data(), dim, c.rms_eps);
         xq_valid = false;
-        linear(L.w_gate, xb_.data(), hb_.data(), xq_, xq_valid);
-        linear(L.w_up, xb_.data(), hb2_.data(), xq_, xq_valid);
-        swiglu(hb_.data(), hb2_.data(), c.hidden_dim);
+        linear(L.w_gate, xb_.data(), n, hb_.data(), xq_, xq_valid);
+        linear(L.w_up, xb_.data(), n, hb2_.data(), xq_, xq_valid);
+        swiglu(hb_.data(), hb2_.data(), static_cast<int64_t>(n) * c.hidden_dim);
         bool hq_valid = false;
-        linear(L.w_down, hb_.data(), xb2_.data(), hq_, hq_valid);
-        for (int i = 0; i < dim; ++i) x[i] += xb2_[static_cast<size_t>(i)];
+        linear(L.w_down, hb_.data(), n, xb2_.data(), hq_, hq_valid);
+        for (size_t j = 0; j < static_cast<size_t>(n) * dim; ++j) x[j] += xb2_[j];
     }
 
     if (!logits) return;
-    rmsnorm(x, x, model_.output_norm().data(), dim, c.rms_eps);
+    // Only the rows whose logits are wanted go through the output head.
+    const int first = all_logits ? 0 : n - 1;
+    const int m = n - first;
+    float* xr = x + static_cast<size_t>(first) * dim;
+    for (int i = 0; i < m; ++i)
+        rmsnorm(xr + static_cast<size_t>(i) * dim, xr + static_cast<size_t>(i) * dim, model_.output_norm().data(), dim, c.rms_eps);
     bool xq_valid = false;
-    linear(model_.output(), x, logits, xq_, xq_valid);
+    linear(model_.output(), xr, m, logits, xq_, xq_valid);
 }
 
 }  // namespace pl

@@ -90,51 +90,57 @@ public:
     // n_ctx <= 0 means min(model context, 4096). `reference` selects the float reference path
     // for every matrix (activations stay f32); otherwise weights with an int8 kernel (Q8_0, Q4_0,
     // Q4_1, ...) multiply int8-quantized activations with the selected ISA's kernels.
-    static Result<std::unique_ptr<Session>> create(const Model& model, int n_ctx = 0, bool reference = false);
+    // n_batch (<= 0: 64) is how many tokens one forward step processes together: each weight
+    // matrix is streamed from memory once per step (prompt processing is matrix-matrix).
+    static Result<std::unique_ptr<Session>> create(const Model& model, int n_ctx = 0, bool reference = false,
+                                                   int n_batch = 0);
     ~Session();
 
     int n_ctx() const { return n_ctx_; }
+    int n_batch() const { return n_batch_; }
     int n_past() const { return n_past_; }  // tokens already in the KV cache
     void reset() { n_past_ = 0; }
-    // Called with every matrix product's float input (W.cols values) before it is quantized, in
-    // forward order; for importance matrices and activation statistics. Empty = off.
+    // Called with every matrix product's float input (W.cols values per token) before it is
+    // quantized, in forward order; for importance matrices and activation statistics. Empty = off.
     using ActivationObserver = std::function<void(const WeightView& W, const float* x)>;
     void set_activation_observer(ActivationObserver obs) { observer_ = std::move(obs); }
 
     // Forgets every token from position n on (n <= n_past), e.g. to re-use a shared prefix.
     void truncate(int n) { n_past_ = n < n_past_ ? (n < 0 ? 0 : n) : n_past_; }
 
-    // Runs `tokens` at positions n_past.. and appends them to the cache. When logits_out is not
-    // null it receives vocab_size floats per token (tokens.size() rows) if all_logits, else only
-    // the last token's row. Fails (without changing state) when the context would overflow or a
-    // token id is out of range.
+    // Runs `tokens` at positions n_past.. (in steps of n_batch) and appends them to the cache.
+    // When logits_out is not null it receives vocab_size floats per token (tokens.size() rows) if
+    // all_logits, else only the last token's row. Fails (without changing state) when the
+    // context would overflow or a token id is out of range. Results do not depend on n_batch.
     Status eval(std::span<const int32_t> tokens, float* logits_out, bool all_logits = false);
 
 private:
     explicit Session(const Model& m) : model_(m) {}
-    void forward_token(int32_t token, int pos, float* logits);
-    // y = W x; `xq` caches x's int8 quantization across matrices sharing the input (reset
-    // `xq_valid` whenever x changes).
-    void linear(const WeightView& W, const float* x, float* y, Q8Acts& xq, bool& xq_valid);
+    // n tokens at positions pos0..pos0+n-1 (n <= n_batch). logits: (n, vocab) when all_logits,
+    // else the last token's (vocab); null for none.
+    void forward_batch(const int32_t* tokens, int n, int pos0, float* logits, bool all_logits);
+    // Y = X W^T for n rows of X; `xq` caches X's int8 quantization across matrices sharing the
+    // input (reset `xq_valid` whenever X changes).
+    void linear(const WeightView& W, const float* X, int n, float* Y, Q8Acts& xq, bool& xq_valid);
 
     const Model& model_;
     const CpuKernels* kernels_ = nullptr;  // null: float reference path
     ActivationObserver observer_;
     int n_ctx_ = 0;
+    int n_batch_ = 0;
     int n_past_ = 0;
+    int n_threads_ = 1;             // OpenMP threads the attention scratch is sized for
     float* key_cache_ = nullptr;    // (n_layers, n_ctx, kv_dim)
     float* value_cache_ = nullptr;  // (n_layers, n_ctx, kv_dim)
-    std::vector<float> x_;          // (dim) residual stream
-    std::vector<float> xb_;         // (max(dim, n_heads*head_dim))
-    std::vector<float> xb2_;        // (dim)
-    std::vector<float> q_;          // (n_heads*head_dim)
-    std::vector<float> k_;          // (kv_dim)
-    std::vector<float> v_;          // (kv_dim)
-    std::vector<float> hb_;         // (hidden_dim)
-    std::vector<float> hb2_;        // (hidden_dim)
-    std::vector<float> att_;        // (n_heads, n_ctx)
-    Q8Acts xq_;                     // (dim) or (n_heads*head_dim) quantized input
-    Q8Acts hq_;                     // (hidden_dim) quantized FFN activation
+    std::vector<float> x_;          // (n_batch, dim) residual stream
+    std::vector<float> xb_;         // (n_batch, dim) normed input / attention output
+    std::vector<float> xb2_;        // (n_batch, dim)
+    std::vector<float> q_;          // (n_batch, dim) queries (n_heads*head_dim == dim)
+    std::vector<float> hb_;         // (n_batch, hidden_dim)
+    std::vector<float> hb2_;        // (n_batch, hidden_dim)
+    std::vector<float> att_;        // (n_threads, n_ctx) attention scores, per thread
+    Q8Acts xq_;                     // (n_batch, dim) quantized input
+    Q8Acts hq_;                     // (n_batch, hidden_dim) quantized FFN activation
 };
 
 }  // namespace pl

@@ -97,6 +97,25 @@ TEST(ReferenceForward, SmolLM2FastKernelsCloseToFloatPath) {
     std::printf("fast vs float path: worst per-position logits nmse %.3g\n", worst);
 }
 
+// Batched steps (matrix-matrix) give exactly the logits of one-token steps on the int8 path too.
+TEST(ReferenceForward, SmolLM2BatchSizeDoesNotChangeLogits) {
+    const std::string path = pl::test::demo_model();
+    PL_REQUIRE_DATA(path, "demo model (run scripts/fetch-model.sh)");
+    auto model = pl::Model::load(path);
+    ASSERT_TRUE(model) << model.error_message();
+    const size_t vocab = static_cast<size_t>((*model)->config().vocab_size);
+    const std::vector<int32_t> ids = {1, 4093, 198, 1780, 314, 216, 34, 32, 34, 47, 2, 198, 504};
+    std::vector<std::vector<float>> out;
+    for (int n_batch : {1, 5, 64}) {
+        auto s = pl::Session::create(**model, 64, false, n_batch);
+        ASSERT_TRUE(s);
+        out.emplace_back(ids.size() * vocab);
+        ASSERT_TRUE((*s)->eval(ids, out.back().data(), true).is_ok());
+    }
+    EXPECT_TRUE(out[0] == out[1]);
+    EXPECT_TRUE(out[0] == out[2]);
+}
+
 TEST(ReferenceForward, Stories260KMatchesNumpy) {
     const std::string path = pl::test::model_file("stories260K/stories260K-f32.gguf");
     PL_REQUIRE_DATA(path, "stories260K/stories260K-f32.gguf");

@@ -73,37 +73,52 @@ void dequantize_row(const WeightView& W, int64_t r, float* out) {
     t->dequantize_row(W.row(r), out, W.cols);
 }
 
-void matvec(const WeightView& W, const float* x, float* y) {
+void matmul(const WeightView& W, const float* X, int64_t n, float* Y) {
     const TypeTraits* t = type_traits(W.type);
     PL_CHECK(t && (W.type == static_cast<uint32_t>(GgmlType::F32) || t->dequantize_row),
-             "matvec: unsupported weight type {} for {}", type_name(W.type), W.name);
+             "matmul: unsupported weight type {} for {}", type_name(W.type), W.name);
+    const int64_t rows = W.rows;
+    const int64_t cols = W.cols;
     if (W.type == static_cast<uint32_t>(GgmlType::F32)) {
         const auto* w = reinterpret_cast<const float*>(W.data);
 #pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < W.rows; ++r) y[r] = dot_f32(w + r * W.cols, x, W.cols);
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t i = 0; i < n; ++i) Y[i * rows + r] = dot_f32(w + r * cols, X + i * cols, cols);
         return;
     }
     const DequantizeRowFn deq = t->dequantize_row;
 #pragma omp parallel
     {
-        // Per-thread scratch row, allocated once per call (not per row).
-        std::unique_ptr<float[]> buf(new float[static_cast<size_t>(W.cols)]);
+        // Per-thread scratch row, allocated once per call (not per row); each weight row is
+        // dequantized once and used for all n inputs.
+        std::unique_ptr<float[]> buf(new float[static_cast<size_t>(cols)]);
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < W.rows; ++r) {
-            deq(W.row(r), buf.get(), W.cols);
-            y[r] = dot_f32(buf.get(), x, W.cols);
+        for (int64_t r = 0; r < rows; ++r) {
+            deq(W.row(r), buf.get(), cols);
+            for (int64_t i = 0; i < n; ++i) Y[i * rows + r] = dot_f32(buf.get(), X + i * cols, cols);
         }
     }
 }
 
-void matvec_q8a(const WeightView& W, const Q8Acts& a, float* y, const CpuKernels& k) {
+void matvec(const WeightView& W, const float* x, float* y) { matmul(W, x, 1, y); }
+
+void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels& k) {
     const DotQ8AFn dot = k.dot_for(W.type);
-    PL_CHECK(dot && a.n == W.cols, "matvec_q8a: no kernel for {} or width mismatch ({} vs {})", W.name, a.n, W.cols);
-    const int8_t* qs = a.qs.data();
-    const float* d = a.d.data();
-    const int32_t* sum = a.sum.data();
+    PL_CHECK(dot && a.n == W.cols, "matmul_q8a: no kernel for {} or width mismatch ({} vs {})", W.name, a.n, W.cols);
+    const int64_t rows = W.rows;
+    const int64_t n = a.rows;
+    // Weight-stationary: each weight row is streamed from memory once and dotted with all n
+    // activation rows while it sits in L1.
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < W.rows; ++r) y[r] = dot(W.row(r), qs, d, sum, W.cols);
+    for (int64_t r = 0; r < rows; ++r) {
+        const uint8_t* wr = W.row(r);
+        for (int64_t i = 0; i < n; ++i) Y[i * rows + r] = dot(wr, a.row_qs(i), a.row_d(i), a.row_sum(i), W.cols);
+    }
+}
+
+void matvec_q8a(const WeightView& W, const Q8Acts& a, float* y, const CpuKernels& k) {
+    PL_CHECK(a.rows == 1, "matvec_q8a: {} activation rows (use matmul_q8a)", a.rows);
+    matmul_q8a(W, a, y, k);
 }
 
 }  // namespace pl

@@ -50,11 +50,17 @@ void swiglu(float* gate, const float* up, int64_t n);
 // Dequantizes row r of W into out[0..W.cols).
 void dequantize_row(const WeightView& W, int64_t r, float* out);
 
-// y[r] = dot(W[r, :], x) for r < W.rows; x has W.cols floats. Parallel over rows.
+// Y[i, r] = dot(W[r, :], X[i, :]) for i < n, r < W.rows. X: (n, W.cols), Y: (n, W.rows).
+// Float path: each weight row is dequantized once and used for all n rows of X. Parallel over
+// weight rows.
+void matmul(const WeightView& W, const float* X, int64_t n, float* Y);
+// The n = 1 case.
 void matvec(const WeightView& W, const float* x, float* y);
 
-// y[r] = dot(W[r, :], a) with an int8 kernel from `k` (which must have one for W.type);
-// a holds W.cols quantized activations. Parallel over rows.
+// Y[i, r] = dot(W[r, :], a[i, :]) with an int8 kernel from `k` (which must have one for W.type);
+// a holds a.rows rows of W.cols quantized activations; Y: (a.rows, W.rows). Parallel over rows.
+void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels& k);
+// The single-row case (a.rows must be 1).
 void matvec_q8a(const WeightView& W, const Q8Acts& a, float* y, const CpuKernels& k);
 
 }  // namespace pl
