@@ -145,4 +145,44 @@ TEST(Kernels, DotsMatchScalarReferenceOnEveryIsa) {
     EXPECT_GE(checked, 3 * 6 * 6);
 }
 
+// The row-times-many kernels equal the reference dot per activation row, for tile remainders
+// (m = 1..9), odd block counts and a strided output; nothing between the strided slots is written.
+TEST(Kernels, GemmRowKernelsMatchReferenceDots) {
+    const auto ref = pl::kernels_for(pl::Isa::Scalar);
+    std::mt19937 rng(5);
+    int checked = 0;
+    for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1}) {
+        for (int64_t n : {32, 96, 1056}) {
+            const auto w = make_weights(t, n, 5, rng);
+            for (int64_t m : {1, 2, 3, 4, 5, 9}) {
+                Acts a(n * m);
+                auto x = make_input(n * m, 0, rng);
+                ref.quantize_acts(x.data(), n * m, a.qs.data(), a.d.data(), a.sum.data());
+                std::vector<float> want(m);
+                double mag = 0;
+                for (int64_t i = 0; i < m; ++i) {
+                    want[i] = ref.dot_for(static_cast<uint32_t>(t))(w.data(), a.qs.data() + i * n, a.d.data() + i * n / 32,
+                                                                    a.sum.data() + i * n / 32, n);
+                    mag = std::max(mag, static_cast<double>(std::fabs(want[i])));
+                }
+                for (pl::Isa isa : pl::supported_isas()) {
+                    const auto gemm = pl::kernels_for(isa).gemm_for(static_cast<uint32_t>(t));
+                    if (!gemm) continue;
+                    const int64_t stride = 3;
+                    std::vector<float> y(m * stride, -12345.0f);
+                    gemm(w.data(), n, a.qs.data(), a.d.data(), a.sum.data(), m, y.data(), stride);
+                    for (int64_t i = 0; i < m; ++i) {
+                        EXPECT_NEAR(y[i * stride], want[i], 1e-5 * (mag + 1) * n / 32)
+                            << pl::type_traits(t)->name << " " << pl::isa_name(isa) << " n=" << n << " m=" << m << " i=" << i;
+                        EXPECT_EQ(y[i * stride + 1], -12345.0f);
+                        EXPECT_EQ(y[i * stride + 2], -12345.0f);
+                    }
+                    ++checked;
+                }
+            }
+        }
+    }
+    if (pl::supported_isas().back() == pl::Isa::Avx512) EXPECT_EQ(checked, 3 * 3 * 6);
+}
+
 }  // namespace

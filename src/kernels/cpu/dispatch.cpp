@@ -28,6 +28,15 @@ DotQ8AFn CpuKernels::dot_for(uint32_t type) const {
     }
 }
 
+GemmQ8AFn CpuKernels::gemm_for(uint32_t type) const {
+    switch (static_cast<GgmlType>(type)) {
+        case GgmlType::Q8_0: return gemm_q8_0;
+        case GgmlType::Q4_0: return gemm_q4_0;
+        case GgmlType::Q4_1: return gemm_q4_1;
+        default: return nullptr;
+    }
+}
+
 std::vector<Isa> supported_isas() {
     const CpuFeatures& f = cpu_features();
     std::vector<Isa> v = {Isa::Scalar};

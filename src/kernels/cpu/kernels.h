@@ -45,6 +45,12 @@ using QuantizeActsFn = void (*)(const float* x, int64_t n, int8_t* qs, float* d,
 // dot(weight row of n elements, activation row) for one weight format.
 using DotQ8AFn = float (*)(const void* w, const int8_t* qs, const float* d, const int32_t* sum, int64_t n);
 
+// One weight row against m activation rows: y[i * y_stride] = dot(w, activation row i), where
+// activation row i is qs + i*n, d + i*n/32, sum + i*n/32. Unpacks each weight block once per tile
+// of activation rows (prompt processing and batches).
+using GemmQ8AFn = void (*)(const void* w, int64_t n, const int8_t* qs, const float* d, const int32_t* sum, int64_t m,
+                           float* y, int64_t y_stride);
+
 enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 const char* isa_name(Isa isa);
 
@@ -54,9 +60,14 @@ struct CpuKernels {
     DotQ8AFn dot_q8_0 = nullptr;
     DotQ8AFn dot_q4_0 = nullptr;
     DotQ8AFn dot_q4_1 = nullptr;
+    GemmQ8AFn gemm_q8_0 = nullptr;  // optional: nullptr means "loop over the dot kernel"
+    GemmQ8AFn gemm_q4_0 = nullptr;
+    GemmQ8AFn gemm_q4_1 = nullptr;
 
     // The dot kernel for a GGML weight type id, or nullptr when the type has none (float path).
     DotQ8AFn dot_for(uint32_t type) const;
+    // The row-times-many kernel for a type, or nullptr (then callers loop over dot_for()).
+    GemmQ8AFn gemm_for(uint32_t type) const;
 };
 
 // The levels this CPU can run, lowest first (always includes Scalar).

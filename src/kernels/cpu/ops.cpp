@@ -107,12 +107,17 @@ void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels
     PL_CHECK(dot && a.n == W.cols, "matmul_q8a: no kernel for {} or width mismatch ({} vs {})", W.name, a.n, W.cols);
     const int64_t rows = W.rows;
     const int64_t n = a.rows;
-    // Weight-stationary: each weight row is streamed from memory once and dotted with all n
+    const GemmQ8AFn gemm = n > 1 ? k.gemm_for(W.type) : nullptr;
+    // Weight-stationary: each weight row is streamed from memory once and used for all n
     // activation rows while it sits in L1.
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
         const uint8_t* wr = W.row(r);
-        for (int64_t i = 0; i < n; ++i) Y[i * rows + r] = dot(wr, a.row_qs(i), a.row_d(i), a.row_sum(i), W.cols);
+        if (gemm) {
+            gemm(wr, W.cols, a.qs.data(), a.d.data(), a.sum.data(), n, Y + r, rows);
+        } else {
+            for (int64_t i = 0; i < n; ++i) Y[i * rows + r] = dot(wr, a.row_qs(i), a.row_d(i), a.row_sum(i), W.cols);
+        }
     }
 }
 

@@ -1,6 +1,12 @@
 // SPDX-License-Identifier: MIT
-// AVX-512 (F/BW/VL/DQ + VNNI) kernels: two 32-element blocks per 512-bit register, vpdpbusd for
-// the unsigned x signed byte products. Integer parts are exact and equal the scalar reference.
+// AVX-512 (F/BW/VL/DQ + VNNI) kernels. Every weight format is brought to the same shape: unsigned
+// bytes u with w = dw * (u - offset) + min, so one vpdpbusd (unsigned x signed) per 64 weights
+// gives sum(u * a) exactly, and the offset is an exact integer correction offset * sum(a):
+//   Q4_0: u = nibble, offset 8;  Q8_0: u = q ^ 0x80 (= q + 128), offset 128;  Q4_1: u = nibble,
+//   offset 0, plus min * da * sum(a).
+// Two 32-element blocks share a 512-bit register (lanes 0-7: block b, lanes 8-15: block b+1).
+// The gemm kernels unpack each weight block pair once per tile of kTile activation rows; the dot
+// kernels are the one-row case of the same code.
 #include "kernels/cpu/kernels.h"
 
 #include "core/fp16.h"
@@ -13,20 +19,106 @@
 namespace pl {
 namespace {
 
-// Two Q4 blocks' nibbles -> 64 unsigned bytes: [lo(b) hi(b) lo(b+1) hi(b+1)] = element order.
-inline __m512i unpack_nibbles2(const uint8_t* qs0, const uint8_t* qs1) {
-    const __m256i x = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs1)),
-                                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs0)));
-    const __m256i m = _mm256_set1_epi8(0x0F);
-    const __m256i lo = _mm256_and_si256(x, m);                        // lo(b)  | lo(b+1)
-    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), m);  // hi(b)  | hi(b+1)
-    const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-    return _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
+struct FmtQ4_0 {
+    using Block = BlockQ4_0;
+    static constexpr int32_t kOffset = 8;
+    static constexpr bool kHasMin = false;
+    static float min(const Block&) { return 0.0f; }
+};
+struct FmtQ4_1 {
+    using Block = BlockQ4_1;
+    static constexpr int32_t kOffset = 0;
+    static constexpr bool kHasMin = true;
+    static float min(const Block& b) { return fp16_to_fp32(b.m); }
+};
+struct FmtQ8_0 {
+    using Block = BlockQ8_0;
+    static constexpr int32_t kOffset = 128;
+    static constexpr bool kHasMin = false;
+    static float min(const Block&) { return 0.0f; }
+};
+
+// 32 unsigned weights of one block in element order.
+inline __m256i unsigned_block(const BlockQ4_0& b) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
+    const __m128i m = _mm_set1_epi8(0x0F);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(x, 4), m), _mm_and_si128(x, m));
+}
+inline __m256i unsigned_block(const BlockQ4_1& b) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
+    const __m128i m = _mm_set1_epi8(0x0F);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(x, 4), m), _mm_and_si128(x, m));
+}
+inline __m256i unsigned_block(const BlockQ8_0& b) {
+    return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)), _mm256_set1_epi8(static_cast<char>(0x80)));
 }
 
-// Per-lane scale: lanes 0-7 get s0, lanes 8-15 get s1.
 inline __m512 two_scales(float s0, float s1) {
     return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(s0)), _mm256_set1_ps(s1), 1);
+}
+
+template <class Fmt, int kTile>
+inline void tile(const typename Fmt::Block* blocks, int64_t nb, const int8_t* qs, const float* d, const int32_t* sum,
+                 int64_t n, float* y, int64_t y_stride) {
+    const int64_t nbs = n / kQ8ABlock;  // activation blocks per row
+    __m512 acc[kTile];
+    float tail[kTile];
+    for (int t = 0; t < kTile; ++t) {
+        acc[t] = _mm512_setzero_ps();
+        tail[t] = 0.0f;
+    }
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(unsigned_block(blocks[b])), unsigned_block(blocks[b + 1]), 1);
+        const float dw0 = fp16_to_fp32(blocks[b].d), dw1 = fp16_to_fp32(blocks[b + 1].d);
+        for (int t = 0; t < kTile; ++t) {
+            const int8_t* a = qs + t * n + b * kQ8ABlock;
+            const float* da = d + t * nbs + b;
+            const int32_t* sa = sum + t * nbs + b;
+            __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, _mm512_loadu_si512(a));
+            if constexpr (Fmt::kOffset != 0) {
+                dot = _mm512_mask_sub_epi32(dot, 0x0001, dot, _mm512_set1_epi32(Fmt::kOffset * sa[0]));
+                dot = _mm512_mask_sub_epi32(dot, 0x0100, dot, _mm512_set1_epi32(Fmt::kOffset * sa[1]));
+            }
+            acc[t] = _mm512_fmadd_ps(two_scales(dw0 * da[0], dw1 * da[1]), _mm512_cvtepi32_ps(dot), acc[t]);
+            if constexpr (Fmt::kHasMin)
+                tail[t] += Fmt::min(blocks[b]) * da[0] * static_cast<float>(sa[0]) +
+                           Fmt::min(blocks[b + 1]) * da[1] * static_cast<float>(sa[1]);
+        }
+    }
+    if (b < nb) {  // odd block count: the last block on 256-bit lanes
+        const __m256i u = unsigned_block(blocks[b]);
+        const float dw = fp16_to_fp32(blocks[b].d);
+        for (int t = 0; t < kTile; ++t) {
+            const int8_t* a = qs + t * n + b * kQ8ABlock;
+            const float da = d[t * nbs + b];
+            const int32_t sa = sum[t * nbs + b];
+            const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a)));
+            const int32_t isum = _mm512_reduce_add_epi32(_mm512_zextsi256_si512(dot)) - Fmt::kOffset * sa;
+            tail[t] += dw * da * static_cast<float>(isum);
+            if constexpr (Fmt::kHasMin) tail[t] += Fmt::min(blocks[b]) * da * static_cast<float>(sa);
+        }
+    }
+    for (int t = 0; t < kTile; ++t) y[t * y_stride] = _mm512_reduce_add_ps(acc[t]) + tail[t];
+}
+
+template <class Fmt>
+void gemm_avx512(const void* w, int64_t n, const int8_t* qs, const float* d, const int32_t* sum, int64_t m, float* y,
+                 int64_t y_stride) {
+    constexpr int kTile = 4;
+    const auto* blocks = static_cast<const typename Fmt::Block*>(w);
+    const int64_t nb = n / kQ8ABlock;
+    int64_t i = 0;
+    for (; i + kTile <= m; i += kTile)
+        tile<Fmt, kTile>(blocks, nb, qs + i * n, d + i * nb, sum + i * nb, n, y + i * y_stride, y_stride);
+    for (; i < m; ++i) tile<Fmt, 1>(blocks, nb, qs + i * n, d + i * nb, sum + i * nb, n, y + i * y_stride, y_stride);
+}
+
+template <class Fmt>
+float dot_avx512(const void* w, const int8_t* qs, const float* d, const int32_t* sum, int64_t n) {
+    float y;
+    tile<Fmt, 1>(static_cast<const typename Fmt::Block*>(w), n / kQ8ABlock, qs, d, sum, n, &y, 1);
+    return y;
 }
 
 void quantize_acts_avx512(const float* x, int64_t n, int8_t* qs, float* d, int32_t* sum) {
@@ -46,95 +138,16 @@ void quantize_acts_avx512(const float* x, int64_t n, int8_t* qs, float* d, int32
     }
 }
 
-float dot_q8_0_q8a_avx512(const void* w, const int8_t* qs, const float* d, const int32_t* sum, int64_t n) {
-    const auto* blocks = static_cast<const BlockQ8_0*>(w);
-    const int64_t nb = n / kQ8ABlock;
-    __m512 acc = _mm512_setzero_ps();
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const __m512i wq = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blocks[b].qs))),
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blocks[b + 1].qs)), 1);
-        const __m512i aq = _mm512_loadu_si512(qs + b * kQ8ABlock);
-        // |w| (unsigned) times a with w's sign.
-        const __mmask64 neg = _mm512_movepi8_mask(wq);
-        const __m512i sa = _mm512_mask_sub_epi8(aq, neg, _mm512_setzero_si512(), aq);
-        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wq), sa);
-        const __m512 s = two_scales(fp16_to_fp32(blocks[b].d) * d[b], fp16_to_fp32(blocks[b + 1].d) * d[b + 1]);
-        acc = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(dot), acc);
-    }
-    float tail = 0.0f;
-    for (; b < nb; ++b) {
-        const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blocks[b].qs));
-        const __m256i aq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + b * kQ8ABlock));
-        const __mmask32 neg = _mm256_movepi8_mask(wq);
-        const __m256i sa = _mm256_mask_sub_epi8(aq, neg, _mm256_setzero_si256(), aq);
-        const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wq), sa);
-        tail += fp16_to_fp32(blocks[b].d) * d[b] * static_cast<float>(_mm512_reduce_add_epi32(_mm512_castsi256_si512(dot)) );
-    }
-    return _mm512_reduce_add_ps(acc) + tail;
-}
-
-// Integer dot of one Q4 block (unsigned nibbles) with 32 activations.
-inline int32_t dot_q4_block(const uint8_t* q4, const int8_t* a) {
-    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q4));
-    const __m128i m = _mm_set1_epi8(0x0F);
-    const __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(x, 4), m), _mm_and_si128(x, m));
-    const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a)));
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(dot), _mm256_extracti128_si256(dot, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(s);
-}
-
-float dot_q4_0_q8a_avx512(const void* w, const int8_t* qs, const float* d, const int32_t* sum, int64_t n) {
-    const auto* blocks = static_cast<const BlockQ4_0*>(w);
-    const int64_t nb = n / kQ8ABlock;
-    __m512 acc = _mm512_setzero_ps();
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const __m512i u = unpack_nibbles2(blocks[b].qs, blocks[b + 1].qs);
-        __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, _mm512_loadu_si512(qs + b * kQ8ABlock));
-        // The -8 offset, exactly: -8 * sum(a) in lane 0 (block b) and lane 8 (block b+1).
-        dot = _mm512_mask_sub_epi32(dot, 0x0001, dot, _mm512_set1_epi32(8 * sum[b]));
-        dot = _mm512_mask_sub_epi32(dot, 0x0100, dot, _mm512_set1_epi32(8 * sum[b + 1]));
-        const __m512 s = two_scales(fp16_to_fp32(blocks[b].d) * d[b], fp16_to_fp32(blocks[b + 1].d) * d[b + 1]);
-        acc = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(dot), acc);
-    }
-    float tail = 0.0f;
-    for (; b < nb; ++b)
-        tail += fp16_to_fp32(blocks[b].d) * d[b] *
-                static_cast<float>(dot_q4_block(blocks[b].qs, qs + b * kQ8ABlock) - 8 * sum[b]);
-    return _mm512_reduce_add_ps(acc) + tail;
-}
-
-float dot_q4_1_q8a_avx512(const void* w, const int8_t* qs, const float* d, const int32_t* sum, int64_t n) {
-    const auto* blocks = static_cast<const BlockQ4_1*>(w);
-    const int64_t nb = n / kQ8ABlock;
-    __m512 acc = _mm512_setzero_ps();
-    float acc_min = 0.0f;
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const __m512i u = unpack_nibbles2(blocks[b].qs, blocks[b + 1].qs);
-        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, _mm512_loadu_si512(qs + b * kQ8ABlock));
-        const __m512 s = two_scales(fp16_to_fp32(blocks[b].d) * d[b], fp16_to_fp32(blocks[b + 1].d) * d[b + 1]);
-        acc = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(dot), acc);
-        acc_min += fp16_to_fp32(blocks[b].m) * d[b] * static_cast<float>(sum[b]) +
-                   fp16_to_fp32(blocks[b + 1].m) * d[b + 1] * static_cast<float>(sum[b + 1]);
-    }
-    for (; b < nb; ++b)
-        acc_min += fp16_to_fp32(blocks[b].d) * d[b] * static_cast<float>(dot_q4_block(blocks[b].qs, qs + b * kQ8ABlock)) +
-                   fp16_to_fp32(blocks[b].m) * d[b] * static_cast<float>(sum[b]);
-    return _mm512_reduce_add_ps(acc) + acc_min;
-}
-
 }  // namespace
 
 void install_avx512(CpuKernels& k) {
     k.quantize_acts = quantize_acts_avx512;
-    k.dot_q8_0 = dot_q8_0_q8a_avx512;
-    k.dot_q4_0 = dot_q4_0_q8a_avx512;
-    k.dot_q4_1 = dot_q4_1_q8a_avx512;
+    k.dot_q8_0 = dot_avx512<FmtQ8_0>;
+    k.dot_q4_0 = dot_avx512<FmtQ4_0>;
+    k.dot_q4_1 = dot_avx512<FmtQ4_1>;
+    k.gemm_q8_0 = gemm_avx512<FmtQ8_0>;
+    k.gemm_q4_0 = gemm_avx512<FmtQ4_0>;
+    k.gemm_q4_1 = gemm_avx512<FmtQ4_1>;
 }
 
 }  // namespace pl
