@@ -7,6 +7,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/setup.sh --test
 scripts/fetch-model.sh >/dev/null || echo "test: demo model unavailable; tests that need it will skip" >&2
+scripts/fetch-text.sh >/dev/null || echo "test: calibration/eval texts unavailable; tests that need them will skip" >&2
 cmake --preset release >/dev/null
 cmake --build --preset release
 ctest --preset release "$@"
