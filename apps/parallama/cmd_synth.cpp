@@ -15,7 +15,7 @@ const CommandRegistrar kSynth({"synth", "Write a model with real LLaMA shapes an
     for (const auto& s : model_shapes()) names += (names.empty() ? "" : ", ") + std::string(s.name);
     app.add_option("--shape", o->shape, "Model shape: " + names)->required();
     app.add_option("-o,--output", o->out_path, "Output GGUF file")->required();
-    app.add_option("--type", o->type, "Weight type of the matrices (f32, f16, bf16, q8_0, q4_0, q4_1)")->capture_default_str();
+    app.add_option("--type", o->type, "Weight type of the matrices (f32, f16, bf16, q8_0, q4_0, q4_1, q3.5, ...)")->capture_default_str();
     app.add_option("--layers", o->n_layers, "Keep only this many layers (0 = all)")->check(CLI::Range(0, 1000));
     app.add_option("--vocab", o->vocab_path, "GGUF to copy the tokenizer from (default: a built-in byte vocabulary)")
         ->check(CLI::ExistingFile);

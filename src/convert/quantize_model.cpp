@@ -354,6 +354,10 @@ Result<QuantizeReport> quantize_model(const QuantizeOptions& o) {
         return rep;
     }
 
+    for (const Plan& p : plans) {  // name our own types in the file (docs/formats.md)
+        const TypeTraits* dt = type_traits(p.report->dst_type);
+        if (dt && dt->custom) w.set(custom_type_key(p.report->dst_type), gguf::Value::make_string(dt->name));
+    }
     for (const Plan& p : plans) {
         const bool stats = o.stats && p.report->quantized;
         w.add_tensor(p.src->name, p.report->dst_type, p.src->ne,

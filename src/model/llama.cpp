@@ -3,6 +3,7 @@
 
 #include "core/log.h"
 #include "quant/formats.h"
+#include "quant/q3_5.h"
 
 #include <algorithm>
 #include <cmath>
@@ -291,13 +292,23 @@ void Session::linear(const WeightView& W, const float* X, int n, float* Y, Q8Act
     if (observer_)
         for (int i = 0; i < n; ++i) observer_(W, X + static_cast<size_t>(i) * W.cols);
     if (kernels_ && W.cols % kQ8ABlock == 0 && kernels_->dot_for(W.type)) {
-        if (!xq_valid) {
+        // q3.5 rows are stored rotated (quant/q3_5.h): their kernels take R x, not x.
+        const TypeTraits* tt = type_traits(W.type);
+        const bool rotated = tt && tt->rotated_input;
+        if (!xq_valid || xq.rotated != rotated) {
             xq.resize(W.cols, n);
+            const float* src = X;
+            if (rotated) {
+                rot_.assign(X, X + static_cast<size_t>(n) * W.cols);
+                rotate_q3_5(rot_.data(), static_cast<int64_t>(n) * W.cols);
+                src = rot_.data();
+            }
             for (int i = 0; i < n; ++i) {
                 const int64_t nb = W.cols / kQ8ABlock;
-                kernels_->quantize_acts(X + static_cast<size_t>(i) * W.cols, W.cols, xq.qs.data() + i * W.cols,
+                kernels_->quantize_acts(src + static_cast<size_t>(i) * W.cols, W.cols, xq.qs.data() + i * W.cols,
                                         xq.d.data() + i * nb, xq.sum.data() + i * nb);
             }
+            xq.rotated = rotated;
             xq_valid = true;
         }
         matmul_q8a(W, xq, Y, *kernels_);

@@ -141,6 +141,7 @@ private:
     std::vector<float> att_;        // (n_threads, n_ctx) attention scores, per thread
     Q8Acts xq_;                     // (n_batch, dim) quantized input
     Q8Acts hq_;                     // (n_batch, hidden_dim) quantized FFN activation
+    std::vector<float> rot_;        // rotated copy of a linear's input (q3.5 weights)
 };
 
 }  // namespace pl

@@ -130,6 +130,7 @@ Status synth_model(const SynthOptions& o, const std::function<void(uint64_t, uin
     w.set("general.name", gguf::Value::make_string(fmt::format("synthetic {}{}", shape->name,
                                                                   n_layers != shape->n_layers ? fmt::format(" ({} layers)", n_layers) : "")));
     w.set("general.file_type", gguf::Value::make_u32(file_type_of(type)));
+    if (tt->custom) w.set(custom_type_key(static_cast<uint32_t>(type)), gguf::Value::make_string(tt->name));
     w.set("llama.context_length", gguf::Value::make_u32(static_cast<uint32_t>(shape->context_length)));
     w.set("llama.embedding_length", gguf::Value::make_u32(static_cast<uint32_t>(shape->dim)));
     w.set("llama.feed_forward_length", gguf::Value::make_u32(static_cast<uint32_t>(shape->hidden_dim)));

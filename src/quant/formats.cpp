@@ -3,6 +3,7 @@
 #include "quant/formats.h"
 
 #include "quant/q2_k.h"
+#include "quant/q3_5.h"
 #include "quant/q3_k.h"
 #include "quant/q4_0.h"
 #include "quant/q4_1.h"
@@ -42,6 +43,8 @@ constexpr TypeTraits kTraits[] = {
     {GgmlType::Q5_K, "q5_k", BlockQ5_K::kElems, sizeof(BlockQ5_K), dequantize_row_q5_k_ref, nullptr},
     {GgmlType::Q6_K, "q6_k", BlockQ6_K::kElems, sizeof(BlockQ6_K), dequantize_row_q6_k_ref, quantize_row_q6_k_ref},
     {GgmlType::Q8_K, "q8_k", BlockQ8_K::kElems, sizeof(BlockQ8_K), dequantize_row_q8_k_ref, nullptr},
+    {GgmlType::Q3_5, "q3.5", BlockQ3_5::kElems, sizeof(BlockQ3_5), dequantize_row_q3_5_ref, quantize_row_q3_5_ref,
+     /*rotated_input=*/true, /*custom=*/true},
     {GgmlType::I8, "i8", 1, 1, nullptr, nullptr},
     {GgmlType::I16, "i16", 1, 2, nullptr, nullptr},
     {GgmlType::I32, "i32", 1, 4, nullptr, nullptr},
@@ -53,7 +56,7 @@ constexpr TypeTraits kTraits[] = {
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 &&
               sizeof(BlockQ5_1) == 24 && sizeof(BlockQ8_0) == 34 && sizeof(BlockQ2_K) == 84 &&
               sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 &&
-              sizeof(BlockQ6_K) == 210 && sizeof(BlockQ8_K) == 292);
+              sizeof(BlockQ6_K) == 210 && sizeof(BlockQ8_K) == 292 && sizeof(BlockQ3_5) == 14);
 
 bool iequals(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
@@ -82,6 +85,8 @@ std::string_view type_name(uint32_t type_id) {
     buf = "type#" + std::to_string(type_id);
     return buf;
 }
+
+std::string custom_type_key(uint32_t type_id) { return "parallama.type." + std::to_string(type_id); }
 
 std::optional<size_t> row_bytes(uint32_t type_id, int64_t n) {
     const TypeTraits* t = type_traits(type_id);

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace pl {
@@ -18,6 +19,9 @@ enum class GgmlType : uint32_t {
     Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15,
     IQ2_XXS = 16, IQ2_XS = 17, IQ3_XXS = 18, IQ1_S = 19, IQ4_NL = 20, IQ3_S = 21, IQ2_S = 22,
     IQ4_XS = 23, I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, IQ1_M = 29, BF16 = 30,
+    // parallama's own formats, far above GGML's range so no GGML id will collide; files that use
+    // them name them in metadata (parallama.type.<id> = name, see docs/formats.md).
+    Q3_5 = 200,
 };
 
 // out[0..n) = dequantized values of n elements starting at `src` (n a multiple of block_elems).
@@ -32,6 +36,11 @@ struct TypeTraits {
     size_t block_bytes;       // bytes per block
     DequantizeRowFn dequantize_row;  // nullptr when we cannot read this type
     QuantizeRowFn quantize_row;      // nullptr when we cannot write this type
+    // True when the stored rows are the weights times a rotation (q3.5): int8 kernels then need
+    // the activations rotated the same way (rotate_q3_5) before quantization.
+    bool rotated_input = false;
+    // True for parallama's own formats (not readable by GGML tools).
+    bool custom = false;
 };
 
 // Traits of a type id read from a file, or nullptr for an id we do not know at all.
@@ -41,6 +50,10 @@ inline const TypeTraits* type_traits(GgmlType t) { return type_traits(static_cas
 const TypeTraits* type_traits_by_name(std::string_view name);
 // "q4_0", or "type#99" for unknown ids.
 std::string_view type_name(uint32_t type_id);
+
+// The metadata key that names one of our own (custom) types in a GGUF file using it, e.g.
+// "parallama.type.200" = "q3.5", so other tools can tell what the unknown id is.
+std::string custom_type_key(uint32_t type_id);
 
 // Bytes for a row of n elements, or nullopt when n is not a multiple of the block size or the type
 // is unknown.

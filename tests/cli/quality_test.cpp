@@ -24,12 +24,7 @@ std::string text_file(const std::string& name) {
     return std::filesystem::exists(p) ? p.string() : std::string();
 }
 
-// The number after `label` in `out` (NaN when absent).
-double number_after(const std::string& out, const std::string& label) {
-    const size_t at = out.find(label);
-    if (at == std::string::npos) return std::nan("");
-    return std::strtod(out.c_str() + at + label.size(), nullptr);
-}
+using pl::test::number_after;
 
 #define REQUIRE_SMOL_AND_TEXT(model, text, name)                                           \
     const std::string model = pl::test::demo_model();                                      \

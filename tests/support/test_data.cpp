@@ -2,6 +2,7 @@
 #include "test_data.h"
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -83,6 +84,12 @@ CmdResult run_cmd(const std::string& cmd) {
     r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     r.err = read_file(err_path);
     return r;
+}
+
+double number_after(const std::string& out, const std::string& label) {
+    const size_t at = out.find(label);
+    if (at == std::string::npos) return std::nan("");
+    return std::strtod(out.c_str() + at + label.size(), nullptr);
 }
 
 }  // namespace pl::test

@@ -32,6 +32,9 @@ std::string parallama_bin();
 // A fresh empty directory under the build tree, unique per call.
 std::string make_temp_dir(const std::string& tag);
 
+// The number after `label` in `out` (NaN when absent).
+double number_after(const std::string& out, const std::string& label);
+
 struct CmdResult {
     int rc = -1;
     std::string out;  // stdout

@@ -5,6 +5,7 @@
 
 #include "kernels/cpu/kernels.h"
 #include "quant/formats.h"
+#include "quant/q3_5.h"
 
 #include <cmath>
 #include <cstring>
@@ -113,7 +114,7 @@ TEST(Kernels, DotsMatchScalarReferenceOnEveryIsa) {
     const auto ref = pl::kernels_for(pl::Isa::Scalar);
     std::mt19937 rng(11);
     int checked = 0;
-    for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1}) {
+    for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q3_5}) {
         const pl::TypeTraits* tt = pl::type_traits(t);
         for (int64_t n : kLengths) {
             for (int wp = 0; wp < 6; ++wp) {
@@ -124,6 +125,9 @@ TEST(Kernels, DotsMatchScalarReferenceOnEveryIsa) {
                 // float64 truth from dequantized values, and the scale of the terms
                 std::vector<float> wf(n);
                 tt->dequantize_row(w.data(), wf.data(), n);
+                // q3.5 kernels dot the stored (rotated) values: rotating the dequantized row back
+                // gives them, up to float rounding far below the tolerance.
+                if (tt->rotated_input) pl::rotate_q3_5(wf.data(), n);
                 double truth = 0, mag = 0;
                 for (int64_t i = 0; i < n; ++i) {
                     const double term = static_cast<double>(wf[i]) * a.qs[i] * a.d[i / 32];
@@ -142,7 +146,7 @@ TEST(Kernels, DotsMatchScalarReferenceOnEveryIsa) {
             }
         }
     }
-    EXPECT_GE(checked, 3 * 6 * 6);
+    EXPECT_GE(checked, 4 * 6 * 6);
 }
 
 // The row-times-many kernels equal the reference dot per activation row, for tile remainders
@@ -151,7 +155,7 @@ TEST(Kernels, GemmRowKernelsMatchReferenceDots) {
     const auto ref = pl::kernels_for(pl::Isa::Scalar);
     std::mt19937 rng(5);
     int checked = 0;
-    for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1}) {
+    for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q3_5}) {
         for (int64_t n : {32, 96, 1056}) {
             const auto w = make_weights(t, n, 5, rng);
             for (int64_t m : {1, 2, 3, 4, 5, 9}) {
@@ -182,7 +186,7 @@ TEST(Kernels, GemmRowKernelsMatchReferenceDots) {
             }
         }
     }
-    if (pl::supported_isas().back() == pl::Isa::Avx512) EXPECT_EQ(checked, 3 * 3 * 6);
+    if (pl::supported_isas().back() == pl::Isa::Avx512) EXPECT_EQ(checked, 4 * 3 * 6);
 }
 
 }  // namespace

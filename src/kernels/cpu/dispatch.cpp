@@ -24,6 +24,7 @@ DotQ8AFn CpuKernels::dot_for(uint32_t type) const {
         case GgmlType::Q8_0: return dot_q8_0;
         case GgmlType::Q4_0: return dot_q4_0;
         case GgmlType::Q4_1: return dot_q4_1;
+        case GgmlType::Q3_5: return dot_q3_5;
         default: return nullptr;
     }
 }
@@ -33,6 +34,7 @@ GemmQ8AFn CpuKernels::gemm_for(uint32_t type) const {
         case GgmlType::Q8_0: return gemm_q8_0;
         case GgmlType::Q4_0: return gemm_q4_0;
         case GgmlType::Q4_1: return gemm_q4_1;
+        case GgmlType::Q3_5: return gemm_q3_5;
         default: return nullptr;
     }
 }

@@ -28,6 +28,7 @@ struct Q8Acts {
     std::vector<int8_t> qs;    // (rows, n)
     std::vector<float> d;      // (rows, n/32)
     std::vector<int32_t> sum;  // (rows, n/32)
+    bool rotated = false;      // quantized from rotate_q3_5(x) rather than x (for q3.5 weights)
     void resize(int64_t n_, int64_t rows_ = 1) {
         n = n_;
         rows = rows_;
@@ -60,9 +61,11 @@ struct CpuKernels {
     DotQ8AFn dot_q8_0 = nullptr;
     DotQ8AFn dot_q4_0 = nullptr;
     DotQ8AFn dot_q4_1 = nullptr;
+    DotQ8AFn dot_q3_5 = nullptr;  // q3.5: activations must be rotated first (rotate_q3_5)
     GemmQ8AFn gemm_q8_0 = nullptr;  // optional: nullptr means "loop over the dot kernel"
     GemmQ8AFn gemm_q4_0 = nullptr;
     GemmQ8AFn gemm_q4_1 = nullptr;
+    GemmQ8AFn gemm_q3_5 = nullptr;
 
     // The dot kernel for a GGML weight type id, or nullptr when the type has none (float path).
     DotQ8AFn dot_for(uint32_t type) const;

@@ -3,11 +3,13 @@
 #include "kernels/cpu/kernels.h"
 
 #include "core/fp16.h"
+#include "quant/q3_5.h"
 #include "quant/q4_0.h"
 #include "quant/q4_1.h"
 #include "quant/q8_0.h"
 
 #include <cmath>
+#include <cstring>
 
 namespace pl {
 namespace {
@@ -74,6 +76,30 @@ float dot_q4_1_q8a_ref(const void* w, const int8_t* qs, const float* d, const in
     return acc;
 }
 
+// q3.5 (quant/q3_5.h): per 16-element sub-block, isum = sum(+-mag * a) exactly in int32, then
+// dw * da * isum. The activations must already be rotated (rotate_q3_5) before quantization.
+float dot_q3_5_q8a_ref(const void* w, const int8_t* qs, const float* d, const int32_t* sum, int64_t n) {
+    const auto* blocks = static_cast<const BlockQ3_5*>(w);
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / kQ8ABlock; ++b) {
+        const BlockQ3_5& blk = blocks[b];
+        uint32_t p0, p1, p2;
+        std::memcpy(&p0, blk.planes, 4);
+        std::memcpy(&p1, blk.planes + 4, 4);
+        std::memcpy(&p2, blk.planes + 8, 4);
+        for (int s = 0; s < 2; ++s) {
+            int32_t isum = 0;
+            for (int i = s * 16; i < s * 16 + 16; ++i) {
+                const int mag = static_cast<int>(((p0 >> i) & 1u) | (((p1 >> i) & 1u) << 1));
+                const int32_t v = kQ3_5Mag[mag] * qs[b * kQ8ABlock + i];
+                isum += ((p2 >> i) & 1u) ? -v : v;
+            }
+            acc += q3_5_scale(blk.scales[s]) * d[b] * static_cast<float>(isum);
+        }
+    }
+    return acc;
+}
+
 }  // namespace
 
 void install_scalar(CpuKernels& k) {
@@ -81,6 +107,7 @@ void install_scalar(CpuKernels& k) {
     k.dot_q8_0 = dot_q8_0_q8a_ref;
     k.dot_q4_0 = dot_q4_0_q8a_ref;
     k.dot_q4_1 = dot_q4_1_q8a_ref;
+    k.dot_q3_5 = dot_q3_5_q8a_ref;
 }
 
 }  // namespace pl

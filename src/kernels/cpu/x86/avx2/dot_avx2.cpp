@@ -4,11 +4,14 @@
 #include "kernels/cpu/kernels.h"
 
 #include "core/fp16.h"
+#include "quant/q3_5.h"
 #include "quant/q4_0.h"
 #include "quant/q4_1.h"
 #include "quant/q8_0.h"
 
 #include <immintrin.h>
+
+#include <cstring>
 
 namespace pl {
 namespace {
@@ -74,7 +77,7 @@ float dot_q8_0_q8a_avx2(const void* w, const int8_t* qs, const float* d, const i
         const __m256i aq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + b * kQ8ABlock));
         // |w| * (a with w's sign): an unsigned x signed product, as maddubs needs.
         const __m256i dot = dot_u8_i8(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(aq, wq));
-        const __m256 s = _mm256_set1_ps(fp16_to_fp32(blocks[b].d) * d[b]);
+        const __m256 s = _mm256_set1_ps(_cvtsh_ss(blocks[b].d) * d[b]);
         acc = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(dot), acc);
     }
     return hsum_ps(acc);
@@ -88,7 +91,7 @@ float dot_q4_0_q8a_avx2(const void* w, const int8_t* qs, const float* d, const i
         __m256i dot = dot_u8_i8(unpack_nibbles(blocks[b].qs), aq);
         // The -8 offset, exactly: subtract 8 * sum(a) in lane 0.
         dot = _mm256_sub_epi32(dot, _mm256_zextsi128_si256(_mm_cvtsi32_si128(8 * sum[b])));
-        const __m256 s = _mm256_set1_ps(fp16_to_fp32(blocks[b].d) * d[b]);
+        const __m256 s = _mm256_set1_ps(_cvtsh_ss(blocks[b].d) * d[b]);
         acc = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(dot), acc);
     }
     return hsum_ps(acc);
@@ -101,11 +104,43 @@ float dot_q4_1_q8a_avx2(const void* w, const int8_t* qs, const float* d, const i
     for (int64_t b = 0; b < n / kQ8ABlock; ++b) {
         const __m256i aq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + b * kQ8ABlock));
         const __m256i dot = dot_u8_i8(unpack_nibbles(blocks[b].qs), aq);
-        const __m256 s = _mm256_set1_ps(fp16_to_fp32(blocks[b].d) * d[b]);
+        const __m256 s = _mm256_set1_ps(_cvtsh_ss(blocks[b].d) * d[b]);
         acc = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(dot), acc);
-        acc_min += fp16_to_fp32(blocks[b].m) * d[b] * static_cast<float>(sum[b]);
+        acc_min += _cvtsh_ss(blocks[b].m) * d[b] * static_cast<float>(sum[b]);
     }
     return hsum_ps(acc) + acc_min;
+}
+
+// q3.5 (quant/q3_5.h): each 32-bit plane expands to 32 bytes of 0x00/0xFF (byte i tests bit i);
+// magnitudes by pshufb of (plane0 & 1) | (plane1 & 2); the sign plane flips the activations
+// (psignb), so maddubs sees unsigned magnitudes. madd lanes 0-3 are sub-block 0, 4-7 sub-block 1.
+inline __m256i expand_bits(uint32_t plane) {
+    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3,
+                                          3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
+    const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(plane)), shuf);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+}
+
+float dot_q3_5_q8a_avx2(const void* w, const int8_t* qs, const float* d, const int32_t* /*sum*/, int64_t n) {
+    const auto* blocks = static_cast<const BlockQ3_5*>(w);
+    const __m256i lut = _mm256_setr_epi8(kQ3_5Mag[0], kQ3_5Mag[1], kQ3_5Mag[2], kQ3_5Mag[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                         kQ3_5Mag[0], kQ3_5Mag[1], kQ3_5Mag[2], kQ3_5Mag[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / kQ8ABlock; ++b) {
+        const BlockQ3_5& blk = blocks[b];
+        uint32_t p[3];
+        std::memcpy(p, blk.planes, sizeof p);
+        const __m256i idx = _mm256_or_si256(_mm256_and_si256(expand_bits(p[0]), _mm256_set1_epi8(1)),
+                                            _mm256_and_si256(expand_bits(p[1]), _mm256_set1_epi8(2)));
+        const __m256i mag = _mm256_shuffle_epi8(lut, idx);
+        const __m256i sgn = _mm256_or_si256(expand_bits(p[2]), _mm256_set1_epi8(1));  // -1 or +1
+        const __m256i aq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + b * kQ8ABlock));
+        const __m256i dot = dot_u8_i8(mag, _mm256_sign_epi8(aq, sgn));
+        const float w0 = q3_5_scale(blk.scales[0]) * d[b], w1 = q3_5_scale(blk.scales[1]) * d[b];
+        acc = _mm256_fmadd_ps(_mm256_setr_ps(w0, w0, w0, w0, w1, w1, w1, w1), _mm256_cvtepi32_ps(dot), acc);
+    }
+    return hsum_ps(acc);
 }
 
 }  // namespace
@@ -115,6 +150,7 @@ void install_avx2(CpuKernels& k) {
     k.dot_q8_0 = dot_q8_0_q8a_avx2;
     k.dot_q4_0 = dot_q4_0_q8a_avx2;
     k.dot_q4_1 = dot_q4_1_q8a_avx2;
+    k.dot_q3_5 = dot_q3_5_q8a_avx2;
 }
 
 }  // namespace pl
