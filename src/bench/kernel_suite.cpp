@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: MIT
+#include "bench/kernel_suite.h"
+
+#include "bench/report.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/ops.h"
+#include "quant/formats.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <sstream>
+
+namespace pl::bench {
+namespace {
+
+uint64_t splitmix64(uint64_t& s) {
+    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// Uniform floats in [-scale, scale) from a seeded generator (one stream per row, so the weights
+// do not depend on the thread count).
+void random_row(float* out, int64_t n, uint64_t seed, float scale) {
+    uint64_t s = seed;
+    for (int64_t i = 0; i < n; ++i)
+        out[i] = scale * (static_cast<float>(splitmix64(s) >> 40) * (2.0f / 16777216.0f) - 1.0f);
+}
+
+struct AlignedFree {
+    void operator()(uint8_t* p) const { std::free(p); }
+};
+
+struct Weights {
+    std::unique_ptr<uint8_t, AlignedFree> data;  // (copies, rows, row_bytes)
+    size_t bytes = 0;                            // one copy
+    int copies = 1;
+    size_t row_bytes = 0;
+};
+
+Result<Weights> make_weights(const TypeTraits& tt, const MatShape& s, uint64_t seed, int64_t l3_bytes) {
+    auto rb = row_bytes(static_cast<uint32_t>(tt.type), s.cols);
+    if (!rb) return err("{}: {} columns are not a multiple of the block size {}", tt.name, s.cols, tt.block_elems);
+    Weights w;
+    w.row_bytes = *rb;
+    w.bytes = *rb * static_cast<size_t>(s.rows);
+    const uint64_t target = 4 * static_cast<uint64_t>(std::max<int64_t>(l3_bytes, 32 << 20));
+    w.copies = static_cast<int>(std::clamp<uint64_t>((target + w.bytes - 1) / w.bytes, 1, 64));
+    const size_t total = (w.bytes * static_cast<size_t>(w.copies) + 4095) / 4096 * 4096;
+    w.data.reset(static_cast<uint8_t*>(std::aligned_alloc(4096, total)));
+    if (!w.data) return err("cannot allocate {} MiB of {} weights", total >> 20, tt.name);
+    uint8_t* base = w.data.get();
+    const QuantizeRowFn q = tt.quantize_row;
+    // kUniqueRows distinct rows, then tiled: the kernels' speed does not depend on the values,
+    // and quantizing every row of a 28672x8192 matrix would dominate the run time.
+    constexpr int64_t kUniqueRows = 1024;
+    const int64_t unique = std::min(s.rows, kUniqueRows);
+#pragma omp parallel
+    {
+        std::vector<float> row(static_cast<size_t>(s.cols));
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < unique; ++r) {
+            random_row(row.data(), s.cols, seed * 1000003ull + static_cast<uint64_t>(r), 1.0f);
+            q(row.data(), base + static_cast<size_t>(r) * w.row_bytes, s.cols);
+        }
+    }
+    for (int64_t r = unique; r < s.rows; r += unique) {
+        const int64_t n = std::min(unique, s.rows - r);
+        std::memcpy(base + static_cast<size_t>(r) * w.row_bytes, base, static_cast<size_t>(n) * w.row_bytes);
+    }
+    for (int c = 1; c < w.copies; ++c) std::memcpy(base + w.bytes * static_cast<size_t>(c), base, w.bytes);
+    return w;
+}
+
+std::string shape_str(const MatShape& s) { return std::to_string(s.rows) + "x" + std::to_string(s.cols); }
+
+}  // namespace
+
+std::vector<MatShape> default_kernel_shapes() {
+    return {{4096, 4096}, {11008, 4096}, {4096, 11008}, {8192, 8192},
+            {28672, 8192}, {8192, 28672}, {1024, 8192}, {32000, 4096}};
+}
+
+std::vector<std::string> default_kernel_formats() { return {"q8_0", "q4_0", "q4_1", "f16", "f32"}; }
+
+Result<std::vector<MatShape>> parse_shapes(const std::string& text) {
+    std::vector<MatShape> out;
+    std::stringstream ss(text);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+        if (item.empty()) continue;
+        const size_t x = item.find('x');
+        MatShape s;
+        char* end = nullptr;
+        if (x != std::string::npos) {
+            s.rows = std::strtoll(item.c_str(), &end, 10);
+            const bool ok1 = end == item.c_str() + x;
+            s.cols = std::strtoll(item.c_str() + x + 1, &end, 10);
+            if (!ok1 || *end != '\0') s.rows = 0;
+        }
+        if (s.rows <= 0 || s.cols <= 0 || s.rows > (1 << 20) || s.cols > (1 << 20))
+            return err("bad shape '{}' (want ROWSxCOLS, e.g. 4096x11008)", item);
+        if (s.cols % 32 != 0) return err("shape '{}': columns must be a multiple of 32", item);
+        out.push_back(s);
+    }
+    if (out.empty()) return err("no shapes in '{}'", text);
+    return out;
+}
+
+Result<std::vector<nlohmann::json>> run_kernel_suite(const KernelOptions& o, const MachineInfo& m, const LogFn& log) {
+    const CpuKernels& k = cpu_kernels();
+    std::vector<const TypeTraits*> types;
+    for (const auto& f : o.formats) {
+        const TypeTraits* tt = type_traits_by_name(f);
+        if (!tt) return err("unknown weight format '{}'", f);
+        const bool fast = k.dot_for(static_cast<uint32_t>(tt->type)) != nullptr;
+        if (!tt->quantize_row || (!fast && !tt->dequantize_row))
+            return err("format '{}' cannot be benchmarked (no quantizer or no matvec path)", f);
+        types.push_back(tt);
+    }
+    struct Op {
+        MatShape s;
+        int batch;
+        const char* test;
+    };
+    std::vector<Op> ops;
+    for (const auto& s : o.shapes)
+        for (int b : o.batches) ops.push_back({s, b, b == 1 ? "gemv" : "gemv_batch"});
+    if (o.square) ops.push_back({{8192, 8192}, 8192, "gemm_square"});
+
+    std::vector<MatShape> shapes = o.shapes;
+    if (o.square && std::none_of(shapes.begin(), shapes.end(), [](const MatShape& s) { return s.rows == 8192 && s.cols == 8192; }))
+        shapes.push_back({8192, 8192});
+    const size_t total = ops.size() * types.size() * o.threads.size();
+    size_t done = 0;
+    const double t_start = now_s();
+    std::vector<nlohmann::json> rows;
+    // Bandwidth re-measured right before each row (the machine may be shared and noisy).
+    ReadMeter meter(std::max<uint64_t>(256ull << 20, 8 * static_cast<uint64_t>(m.l3_bytes)));
+    if (!meter.ok()) return err("kernels: cannot allocate the bandwidth buffer");
+    for (const auto& s : shapes) {
+        for (const TypeTraits* tt : types) {
+            const double tg0 = now_s();
+            auto w = make_weights(*tt, s, o.seed, m.l3_bytes);
+            if (!w) return w.status();
+            if (log) log(fmt::format("kernels: generated {} {} ({:.1f} MiB x {} copies) in {:.1f} s", tt->name, shape_str(s),
+                                     static_cast<double>(w->bytes) / 1048576.0, w->copies, now_s() - tg0));
+            for (const Op& op : ops) {
+                if (op.s.rows != s.rows || op.s.cols != s.cols) continue;
+                const int B = op.batch;
+                std::vector<float> x(static_cast<size_t>(s.cols) * static_cast<size_t>(B));
+                for (int b = 0; b < B; ++b)
+                    random_row(x.data() + static_cast<size_t>(b) * static_cast<size_t>(s.cols), s.cols, o.seed + 7 + static_cast<uint64_t>(b), 1.0f);
+                std::vector<float> y(static_cast<size_t>(s.rows) * static_cast<size_t>(B), 0.0f);
+                const uint32_t type = static_cast<uint32_t>(tt->type);
+                const bool fast = k.dot_for(type) != nullptr;
+                Q8Acts acts;
+                acts.resize(s.cols);
+                WeightView W;
+                W.name = fmt::format("bench.{}.{}", tt->name, shape_str(s));
+                W.type = type;
+                W.rows = s.rows;
+                W.cols = s.cols;
+                W.row_bytes = w->row_bytes;
+                int copy = 0;
+                auto run = [&] {
+                    W.data = w->data.get() + w->bytes * static_cast<size_t>(copy);
+                    copy = copy + 1 == w->copies ? 0 : copy + 1;
+                    for (int b = 0; b < B; ++b) {
+                        const float* xb = x.data() + static_cast<size_t>(b) * static_cast<size_t>(s.cols);
+                        float* yb = y.data() + static_cast<size_t>(b) * static_cast<size_t>(s.rows);
+                        if (fast) {
+                            k.quantize_acts(xb, s.cols, acts.qs.data(), acts.d.data(), acts.sum.data());
+                            matvec_q8a(W, acts, yb, k);
+                        } else {
+                            matvec(W, xb, yb);
+                        }
+                    }
+                };
+                for (int t : o.threads) {
+                    ++done;
+                    const std::string what = fmt::format("{} {} {} b{} t{}", op.test, tt->name, shape_str(s), B, t);
+                    double beside = 0;
+                    for (double g : meter.measure(t, 3)) beside = std::max(beside, g);
+                    omp_set_num_threads(t);
+                    TimingOptions timing = o.timing;
+                    if (B >= 1024) {  // the square product is long: no warm-up, at most 2 samples
+                        timing.warmup = 0;
+                        timing.repeat = std::min(timing.repeat, 2);
+                    }
+                    auto st = time_op(run, timing, what.c_str());
+                    if (!st) return st.status();
+                    for (size_t i = 0; i < y.size(); ++i)
+                        if (!std::isfinite(y[i])) return err("{}: non-finite output y[{}] = {}", what, i, y[i]);
+                    const double sec = st->median;
+                    const double flops = 2.0 * static_cast<double>(s.rows) * static_cast<double>(s.cols) * B;
+                    const double gbps = static_cast<double>(w->bytes) / sec * 1e-9;
+                    const double roof = m.bw_gbps(t);
+                    nlohmann::json r;
+                    r["suite"] = "kernels";
+                    r["test"] = op.test;
+                    r["id"] = fmt::format("kernels/{}/{}/{}/b{}/t{}", op.test, tt->name, shape_str(s), B, t);
+                    r["format"] = tt->name;
+                    r["path"] = fast ? fmt::format("int8-{}", isa_name(k.isa)) : std::string("float-ref");
+                    r["rows"] = s.rows;
+                    r["cols"] = s.cols;
+                    r["batch"] = B;
+                    r["threads"] = t;
+                    r["weight_bytes"] = w->bytes;
+                    r["copies"] = w->copies;
+                    r["time_s"] = stats_json(*st);
+                    r["gflops"] = flops / sec * 1e-9;
+                    r["gbps"] = gbps;
+                    r["roofline_gbps"] = roof;
+                    r["pct_roofline"] = roof > 0 ? 100.0 * gbps / roof : 0.0;
+                    r["bw_beside_gbps"] = beside;
+                    if (B > 1) r["note"] = fmt::format("{} GEMVs (no GEMM kernel yet)", B);
+                    rows.push_back(r);
+                    const double el = now_s() - t_start;
+                    if (log)
+                        log(fmt::format("kernels [{}/{}] {}: {:.3f} ms, {:.1f} GB/s ({:.0f}% of {:.1f}; {:.1f} just before), {:.1f} GFLOP/s; {:.0f} s elapsed, ~{:.0f} s left",
+                                        done, total, what, sec * 1e3, gbps, roof > 0 ? 100.0 * gbps / roof : 0.0, roof, beside,
+                                        flops / sec * 1e-9, el, el / static_cast<double>(done) * static_cast<double>(total - done)));
+                }
+            }
+        }
+    }
+    return rows;
+}
+
+}  // namespace pl::bench

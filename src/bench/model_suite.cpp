@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: MIT
+#include "bench/model_suite.h"
+
+#include "bench/report.h"
+#include "model/llama.h"
+#include "model/synth.h"
+#include "quant/formats.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+
+namespace pl::bench {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Target {
+    std::string path;
+    std::string label;     // "llama-7b q4_0 (synth)" or the file name
+    std::string shape;     // synth shape name, "" for a file
+    int full_layers = 0;   // layers of the whole model
+};
+
+// Weight bytes of all matrices of one layer.
+uint64_t layer_bytes(const Model& model) {
+    const LayerWeights& l = model.layer(0);
+    return l.wq.nbytes() + l.wk.nbytes() + l.wv.nbytes() + l.wo.nbytes() + l.w_gate.nbytes() + l.w_up.nbytes() +
+           l.w_down.nbytes();
+}
+
+Result<Target> synth_target(const ModelOptions& o, const std::string& name, const MachineInfo& m, const LogFn& log) {
+    const ModelShape* shape = find_shape(name);
+    if (!shape) {
+        std::string names;
+        for (const auto& s : model_shapes()) names += std::string(names.empty() ? "" : ", ") + s.name;
+        return err("unknown model shape '{}' (known: {})", name, names);
+    }
+    const TypeTraits* tt = type_traits_by_name(o.type);
+    if (!tt || !tt->quantize_row) return err("cannot make a synthetic model of type '{}'", o.type);
+    // Weight bytes of the whole model at this type, to decide whether it fits.
+    const double bpw = static_cast<double>(tt->block_bytes) / static_cast<double>(tt->block_elems);
+    const double hd = static_cast<double>(shape->dim) / shape->n_heads;
+    const double per_layer = static_cast<double>(shape->dim) * (2.0 * shape->dim + 2.0 * hd * shape->n_kv_heads) +
+                             3.0 * shape->dim * static_cast<double>(shape->hidden_dim);
+    const double fixed = static_cast<double>(shape->vocab_size) * shape->dim * (shape->tied_embeddings ? 1 : 2);
+    const double full_bytes = (per_layer * shape->n_layers + fixed) * bpw;
+    int layers = o.layers;
+    if (layers <= 0) layers = full_bytes > 0.5 * static_cast<double>(m.mem_bytes) ? o.layers_big : shape->n_layers;
+    layers = std::min(layers, shape->n_layers);
+    Target t;
+    t.shape = name;
+    t.full_layers = shape->n_layers;
+    t.label = fmt::format("{} {} (synth{})", name, tt->name, layers < shape->n_layers ? fmt::format(", {} layers", layers) : "");
+    const std::string dir = o.cache_dir.empty() ? default_cache_dir() : o.cache_dir;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) return err("cannot create the model cache directory {}: {}", dir, ec.message());
+    t.path = (fs::path(dir) / fmt::format("{}-{}-L{}.gguf", name, tt->name, layers)).string();
+    if (!fs::exists(t.path)) {
+        if (log) log(fmt::format("model: making {} ({} layers) in {} (once; cached)", t.label, layers, t.path));
+        SynthOptions so;
+        so.shape = name;
+        so.out_path = t.path + ".tmp";
+        so.type = tt->name;
+        so.n_layers = layers;
+        int last_pct = -10;
+        const double t0 = now_s();
+        Status s = synth_model(so, [&](uint64_t done, uint64_t total) {
+            const int pct = total ? static_cast<int>(100 * done / total) : 100;
+            if (log && pct >= last_pct + 10) {
+                last_pct = pct;
+                log(fmt::format("model: synth {} {}% ({:.0f} s)", name, pct, now_s() - t0));
+            }
+        });
+        if (!s) {
+            fs::remove(so.out_path, ec);
+            return s.with_context(fmt::format("making {}", t.label));
+        }
+        fs::rename(so.out_path, t.path, ec);
+        if (ec) return err("cannot rename {}: {}", so.out_path, ec.message());
+    }
+    return t;
+}
+
+}  // namespace
+
+std::string default_cache_dir() {
+    if (const char* env = std::getenv("PARALLAMA_BENCH_CACHE"); env && *env) return env;
+    std::error_code ec;
+    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec && exe.has_parent_path()) return (exe.parent_path().parent_path() / "bench-models").string();
+    return "bench-models";
+}
+
+Result<std::vector<nlohmann::json>> run_model_suite(const ModelOptions& o, const MachineInfo& m, const LogFn& log) {
+    std::vector<Target> targets;
+    if (!o.model_path.empty()) {
+        targets.push_back({o.model_path, fs::path(o.model_path).filename().string(), "", 0});
+    } else {
+        for (const auto& name : o.shapes) {
+            auto t = synth_target(o, name, m, log);
+            if (!t) return t.status();
+            targets.push_back(*t);
+        }
+    }
+    for (int b : o.batches)
+        if (b != 1 && log) log(fmt::format("model: batch {} skipped: Session::eval runs one sequence (batch 1) today", b));
+
+    std::vector<nlohmann::json> rows;
+    const size_t total = targets.size() * o.threads.size() * 2;
+    size_t done = 0;
+    const double t_start = now_s();
+    for (const Target& tg : targets) {
+        auto model = Model::load(tg.path);
+        if (!model) return model.status().with_context(tg.path);
+        const ModelConfig& cfg = (*model)->config();
+        const int full_layers = tg.full_layers > 0 ? tg.full_layers : cfg.n_layers;
+        const uint64_t wbytes = (*model)->weight_bytes();
+        const uint64_t lbytes = layer_bytes(**model);
+        const double fixed = static_cast<double>(wbytes) - static_cast<double>(lbytes) * cfg.n_layers;
+        const double scale = (fixed + static_cast<double>(lbytes) * full_layers) / (fixed + static_cast<double>(lbytes) * cfg.n_layers);
+        const bool extrapolated = full_layers != cfg.n_layers;
+        const double full_wbytes = fixed + static_cast<double>(lbytes) * full_layers;
+        const int n_ctx = std::min(cfg.context_length > 0 ? cfg.context_length : 4096, std::max(64, o.n_prompt + o.n_gen + 8));
+        if (o.n_prompt + 8 > n_ctx || o.n_gen + 8 > n_ctx)
+            return err("{}: pp {} / tg {} do not fit the context {}", tg.label, o.n_prompt, o.n_gen, n_ctx);
+        auto session = Session::create(**model, n_ctx);
+        if (!session) return session.status();
+        std::mt19937 rng(static_cast<uint32_t>(o.seed));
+        std::uniform_int_distribution<int32_t> pick(0, cfg.vocab_size - 1);
+        std::vector<int32_t> prompt(static_cast<size_t>(std::max(o.n_prompt, o.n_gen)));
+        for (auto& id : prompt) id = pick(rng);
+        std::vector<float> logits(static_cast<size_t>(cfg.vocab_size));
+        if (log) log(fmt::format("model: {} loaded: {} layers{}, {:.2f} GiB of weights", tg.label, cfg.n_layers,
+                                 extrapolated ? fmt::format(" (of {}, extrapolated)", full_layers) : "",
+                                 static_cast<double>(wbytes) / (1 << 30)));
+
+        for (int t : o.threads) {
+            omp_set_num_threads(t);
+            for (const char* test : {"pp", "tg"}) {
+                ++done;
+                const bool pp = test[0] == 'p';
+                const int n = pp ? o.n_prompt : o.n_gen;
+                // One run: from an empty context, P tokens in one eval call (pp) or G calls of one token (tg).
+                auto run = [&](bool warm) -> Result<double> {
+                    (*session)->reset();
+                    const double t0 = now_s();
+                    if (warm) {  // warm-up: two tokens touch every weight (page cache, TLB)
+                        for (int i = 0; i < std::min(n, 2); ++i)
+                            PL_TRY((*session)->eval(std::span<const int32_t>(prompt.data() + i, 1), logits.data()));
+                        return now_s() - t0;
+                    }
+                    if (pp) {
+                        PL_TRY((*session)->eval(std::span<const int32_t>(prompt.data(), static_cast<size_t>(n)), logits.data()));
+                    } else {
+                        for (int i = 0; i < n; ++i)
+                            PL_TRY((*session)->eval(std::span<const int32_t>(prompt.data() + i, 1), logits.data()));
+                    }
+                    const double dt = now_s() - t0;
+                    for (float v : logits)
+                        if (!std::isfinite(v)) return err("non-finite logit");
+                    return dt / n;
+                };
+                const std::string what = fmt::format("{}{} {} t{}", test, n, tg.label, t);
+                for (int w = 0; w < o.warmup; ++w) {
+                    auto r = run(true);
+                    if (!r) return r.status().with_context(what);
+                }
+                std::vector<double> samples;
+                for (int r = 0; r < std::max(1, o.repeat); ++r) {
+                    auto s = run(false);
+                    if (!s) return s.status().with_context(what);
+                    samples.push_back(*s * scale);
+                }
+                auto st = summarize(samples, what.c_str());
+                if (!st) return st.status();
+                nlohmann::json r;
+                r["suite"] = "model";
+                r["test"] = test;
+                r["id"] = fmt::format("model/{}{}/{}/b1/t{}", test, n, tg.label, t);
+                r["model"] = tg.label;
+                r["model_path"] = tg.path;
+                r["type"] = std::string(type_name(cfg.n_layers > 0 ? (*model)->layer(0).wq.type : 0));
+                r["tokens"] = n;
+                r["batch"] = 1;
+                r["threads"] = t;
+                r["n_layers"] = full_layers;
+                r["n_layers_measured"] = cfg.n_layers;
+                r["extrapolated"] = extrapolated;
+                if (extrapolated)
+                    r["note"] = fmt::format("extrapolated from {} to {} layers by weight bytes (x{:.2f})", cfg.n_layers, full_layers, scale);
+                r["weight_bytes"] = static_cast<uint64_t>(full_wbytes);
+                r["time_s"] = stats_json(*st);  // seconds per token
+                r["tokens_per_s"] = {{"min", 1.0 / st->max}, {"median", 1.0 / st->median}, {"max", 1.0 / st->min}};
+                const double gbps = full_wbytes / st->median * 1e-9;
+                const double roof = m.bw_gbps(t);
+                r["gbps"] = gbps;
+                r["roofline_gbps"] = roof;
+                r["pct_roofline"] = roof > 0 ? 100.0 * gbps / roof : 0.0;
+                rows.push_back(r);
+                const double el = now_s() - t_start;
+                if (log)
+                    log(fmt::format("model [{}/{}] {}: {:.2f} tokens/s{} ({:.0f}% of bandwidth); {:.0f} s elapsed, ~{:.0f} s left", done, total,
+                                    what, 1.0 / st->median, extrapolated ? " extrapolated" : "", roof > 0 ? 100.0 * gbps / roof : 0.0,
+                                    el, el / static_cast<double>(done) * static_cast<double>(total - done)));
+            }
+        }
+    }
+    return rows;
+}
+
+}  // namespace pl::bench

@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: MIT
+// parallama bench: report structure and schema, the JSON Schema subset validator, markdown and
+// chart files, and a tiny real run. Nothing here asserts on a timing.
+#include "bench/bench.h"
+#include "bench/json_schema.h"
+#include "bench/report.h"
+#include "test_data.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace pl::bench {
+namespace {
+
+using nlohmann::json;
+
+json load_json(const std::string& path) {
+    std::ifstream f(path);
+    EXPECT_TRUE(f.good()) << path;
+    return json::parse(f);
+}
+
+json schema() { return load_json(std::string(PL_SOURCE_DIR) + "/docs/bench-schema.json"); }
+
+// A tiny real run: kernels at 256x256 (every default format), 1 repeat, small probe buffer.
+const json& tiny_report() {
+    static const json rep = [] {
+        BenchOptions o;
+        o.suite = "kernels";
+        o.threads = {1};
+        o.probe.buffer_bytes = 32ull << 20;
+        o.probe.runs = 2;
+        o.probe.peak_time_s = 0.002;
+        o.kernels.shapes = {{256, 256}};
+        o.kernels.batches = {1, 2};
+        o.kernels.timing = {0, 1, 0.0};
+        o.command = "test";
+        auto r = run_bench(o, {});
+        EXPECT_TRUE(r) << r.error_message();
+        return r ? *r : json::object();
+    }();
+    return rep;
+}
+
+// Collects every keyword used at schema positions (keys of schema objects, not of "properties").
+void collect_keywords(const json& s, std::set<std::string>& out) {
+    if (!s.is_object()) return;
+    for (const auto& [k, v] : s.items()) {
+        out.insert(k);
+        if (k == "properties" || k == "$defs") {
+            for (const auto& [name, sub] : v.items()) collect_keywords(sub, out);
+        } else if (k == "items" || k == "additionalProperties") {
+            collect_keywords(v, out);
+        }
+    }
+}
+
+TEST(BenchSchema, UsesOnlyTheValidatedSubset) {
+    std::set<std::string> used;
+    collect_keywords(schema(), used);
+    const auto& ok = supported_schema_keywords();
+    for (const auto& k : used) EXPECT_NE(std::find(ok.begin(), ok.end(), k), ok.end()) << "schema keyword not validated: " << k;
+    EXPECT_EQ(schema()["properties"]["version"]["const"].get<int>(), kSchemaVersion);
+}
+
+TEST(BenchSchema, ValidatorCatchesViolations) {
+    const json s = {{"type", "object"},
+                    {"required", {"a"}},
+                    {"properties", {{"a", {{"type", "integer"}, {"minimum", 1}}}, {"b", {{"enum", {"x", "y"}}}},
+                                    {"c", {{"type", "array"}, {"items", {{"$ref", "#/$defs/pos"}}}, {"minItems", 1}}}}},
+                    {"additionalProperties", false},
+                    {"$defs", {{"pos", {{"type", "number"}, {"exclusiveMinimum", 0}}}}}};
+    EXPECT_TRUE(validate_json(s, {{"a", 3}, {"b", "x"}, {"c", {1.5}}}).empty());
+    EXPECT_FALSE(validate_json(s, {{"b", "x"}}).empty());                      // missing a
+    EXPECT_FALSE(validate_json(s, {{"a", 0}}).empty());                        // below minimum
+    EXPECT_FALSE(validate_json(s, {{"a", 1.5}}).empty());                      // not an integer
+    EXPECT_FALSE(validate_json(s, {{"a", 1}, {"b", "z"}}).empty());            // not in enum
+    EXPECT_FALSE(validate_json(s, {{"a", 1}, {"c", {1.0, 0.0}}}).empty());     // $ref'd exclusiveMinimum
+    EXPECT_FALSE(validate_json(s, {{"a", 1}, {"c", json::array()}}).empty());  // minItems
+    const auto e = validate_json(s, {{"a", 1}, {"zz", 1}});
+    ASSERT_EQ(e.size(), 1u);
+    EXPECT_NE(e[0].find("zz"), std::string::npos);
+}
+
+TEST(BenchReport, TinyRunValidatesAgainstSchema) {
+    const json& rep = tiny_report();
+    ASSERT_FALSE(rep.empty());
+    const auto errors = validate_json(schema(), rep);
+    for (const auto& e : errors) ADD_FAILURE() << e;
+    EXPECT_EQ(rep["schema"], kSchemaName);
+    EXPECT_EQ(rep["version"], kSchemaVersion);
+}
+
+TEST(BenchReport, TinyRunHasEveryFormatAndBatch) {
+    const json& rep = tiny_report();
+    std::set<std::string> ids;
+    for (const auto& f : default_kernel_formats()) {
+        for (int b : {1, 2}) {
+            bool found = false;
+            for (const auto& r : rep["results"]) {
+                if (r["format"] != f || r["batch"] != b) continue;
+                found = true;
+                EXPECT_EQ(r["test"], b == 1 ? "gemv" : "gemv_batch");
+                EXPECT_EQ(r["rows"], 256);
+                EXPECT_EQ(r["threads"], 1);
+                EXPECT_GT(r["gbps"].get<double>(), 0);
+                EXPECT_GT(r["roofline_gbps"].get<double>(), 0);  // bandwidth of the same thread count
+                EXPECT_EQ(r["time_s"]["n"], 1);
+                EXPECT_EQ(r["path"].get<std::string>().rfind(f == "f16" || f == "f32" ? "float-ref" : "int8-", 0), 0u);
+                if (b > 1) EXPECT_TRUE(r.contains("note"));
+                EXPECT_TRUE(ids.insert(r["id"].get<std::string>()).second) << "duplicate id " << r["id"];
+            }
+            EXPECT_TRUE(found) << f << " batch " << b;
+        }
+    }
+    ASSERT_FALSE(rep["machine"]["bandwidth"].empty());
+    EXPECT_GT(rep["machine"]["peak"][0]["int8_gops"].get<double>(), 0);
+}
+
+TEST(BenchReport, WritesJsonMarkdownAndChartScripts) {
+    const std::string dir = pl::test::make_temp_dir("bench_report");
+    ASSERT_TRUE(write_report(dir, tiny_report()));
+    const json back = load_json(dir + "/report.json");
+    EXPECT_EQ(back, tiny_report());
+    const std::string md = pl::test::read_file(dir + "/report.md");
+    EXPECT_NE(md.find("| gemv | q4_0 |"), std::string::npos) << md;
+    EXPECT_NE(md.find("read GB/s"), std::string::npos);
+    auto pngs = draw_charts(dir, tiny_report());
+    ASSERT_TRUE(pngs) << pngs.error_message();
+    for (const char* f : {"thread_scaling.gp", "roofline.gp", "bandwidth_fraction.gp", "batch_scaling.gp", "thread_scaling.dat"})
+        EXPECT_TRUE(std::filesystem::exists(dir + "/charts/" + f)) << f;
+    for (const auto& p : *pngs) EXPECT_GT(std::filesystem::file_size(p), 1000u) << p;
+}
+
+TEST(BenchOptions, ParsersRejectBadInput) {
+    EXPECT_TRUE(parse_shapes("4096x11008,1024x8192"));
+    EXPECT_EQ(parse_shapes("4096x11008")->at(0).cols, 11008);
+    EXPECT_FALSE(parse_shapes("4096"));
+    EXPECT_FALSE(parse_shapes("4096x100"));  // not a multiple of 32
+    EXPECT_FALSE(parse_shapes("ax64"));
+    EXPECT_FALSE(parse_int_list("1,x", 1, 8, "--threads"));
+    EXPECT_FALSE(parse_int_list("0", 1, 8, "--threads"));
+    EXPECT_EQ(parse_int_list("1,2", 1, 8, "--threads")->size(), 2u);
+}
+
+TEST(BenchOptions, UnknownFormatOrSuiteFails) {
+    BenchOptions o;
+    o.suite = "kernels";
+    o.threads = {1};
+    o.probe.buffer_bytes = 16ull << 20;
+    o.probe.runs = 1;
+    o.probe.peak_time_s = 0.001;
+    o.kernels.shapes = {{64, 64}};
+    o.kernels.formats = {"q9_9"};
+    auto r = run_bench(o, {});
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error_message().find("q9_9"), std::string::npos);
+    o.suite = "everything";
+    EXPECT_FALSE(run_bench(o, {}));
+}
+
+TEST(BenchModel, TinySynthModelRun) {
+    BenchOptions o;
+    o.suite = "model";
+    o.threads = {1};
+    o.probe.buffer_bytes = 16ull << 20;
+    o.probe.runs = 1;
+    o.probe.peak_time_s = 0.001;
+    o.model.shapes = {"smollm2-135m"};
+    o.model.layers = 1;
+    o.model.type = "q8_0";
+    o.model.n_prompt = 2;
+    o.model.n_gen = 2;
+    o.model.repeat = 1;
+    o.model.batches = {1, 8};
+    o.model.cache_dir = pl::test::make_temp_dir("bench_models");
+    auto r = run_bench(o, {});
+    ASSERT_TRUE(r) << r.error_message();
+    for (const auto& e : validate_json(schema(), *r)) ADD_FAILURE() << e;
+    ASSERT_EQ((*r)["results"].size(), 2u);
+    for (const auto& row : (*r)["results"]) {
+        EXPECT_EQ(row["suite"], "model");
+        EXPECT_TRUE(row["extrapolated"].get<bool>());  // 1 of 30 layers
+        EXPECT_EQ(row["n_layers"], 30);
+        EXPECT_EQ(row["n_layers_measured"], 1);
+        EXPECT_EQ(row["type"], "q8_0");
+    }
+    EXPECT_EQ((*r)["skipped"].size(), 1u);  // batch 8
+}
+
+}  // namespace
+}  // namespace pl::bench
