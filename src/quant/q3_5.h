@@ -17,6 +17,7 @@
 // SIMD kernels look them up with vpermb/pshufb and multiply them with int8 activations exactly.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 
 namespace pl {
@@ -38,10 +39,7 @@ inline constexpr uint32_t kQ3_5Signs = 0x9E3779B9u;
 // (k << 19) + ((127 - 19) << 23).
 inline float q3_5_scale(uint8_t k) {
     if (k == 0) return 0.0f;
-    const uint32_t bits = (static_cast<uint32_t>(k) << 19) + (static_cast<uint32_t>(127 - kQ3_5ScaleBias) << 23);
-    float f;
-    __builtin_memcpy(&f, &bits, 4);
-    return f;
+    return std::bit_cast<float>((static_cast<uint32_t>(k) << 19) + (static_cast<uint32_t>(127 - kQ3_5ScaleBias) << 23));
 }
 
 // x[0..n) -> R x per 32-chunk, in place (n a multiple of 32). The activation side of q3.5.

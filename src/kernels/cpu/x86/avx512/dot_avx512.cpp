@@ -167,7 +167,8 @@ inline void tile_q3_5(const BlockQ3_5* blocks, int64_t nb, const int8_t* qs, con
         const __mmask64 m0 = _cvtu64_mask64(load_u32(p) | static_cast<uint64_t>(load_u32(q)) << 32);
         const __mmask64 m1 = _cvtu64_mask64(load_u32(p + 4) | static_cast<uint64_t>(load_u32(q + 4)) << 32);
         const __mmask64 neg = _cvtu64_mask64(load_u32(p + 8) | static_cast<uint64_t>(load_u32(q + 8)) << 32);
-        const __m512i idx = _mm512_mask_add_epi8(_mm512_maskz_mov_epi8(m0, one), m1, _mm512_maskz_mov_epi8(m0, one), two);
+        const __m512i bit0 = _mm512_maskz_mov_epi8(m0, one);
+        const __m512i idx = _mm512_mask_add_epi8(bit0, m1, bit0, two);
         const __m512i mag = _mm512_shuffle_epi8(lut, idx);
         const __m512 ws = q3_5_lane_scales(blocks[b].scales, blocks[b + 1].scales);
         for (int t = 0; t < kTile; ++t) {
@@ -185,8 +186,8 @@ inline void tile_q3_5(const BlockQ3_5* blocks, int64_t nb, const int8_t* qs, con
         const __mmask32 m0 = _cvtu32_mask32(load_u32(p)), m1 = _cvtu32_mask32(load_u32(p + 4));
         const __mmask32 neg = _cvtu32_mask32(load_u32(p + 8));
         const __m256i one8 = _mm256_set1_epi8(1);
-        const __m256i idx = _mm256_mask_add_epi8(_mm256_maskz_mov_epi8(m0, one8), m1, _mm256_maskz_mov_epi8(m0, one8),
-                                                 _mm256_set1_epi8(2));
+        const __m256i bit0 = _mm256_maskz_mov_epi8(m0, one8);
+        const __m256i idx = _mm256_mask_add_epi8(bit0, m1, bit0, _mm256_set1_epi8(2));
         const __m256i mag = _mm256_shuffle_epi8(_mm512_castsi512_si256(lut), idx);
         const float w0 = q3_5_scale(blocks[b].scales[0]), w1 = q3_5_scale(blocks[b].scales[1]);
         for (int t = 0; t < kTile; ++t) {
