@@ -175,7 +175,7 @@ Result<std::vector<nlohmann::json>> run_kernel_suite(const KernelOptions& o, con
                         const float* xb = x.data() + static_cast<size_t>(b) * static_cast<size_t>(s.cols);
                         float* yb = y.data() + static_cast<size_t>(b) * static_cast<size_t>(s.rows);
                         if (fast) {
-                            k.quantize_acts(xb, s.cols, acts.qs.data(), acts.d.data(), acts.sum.data());
+                            k.quantize_acts_for(type)(xb, s.cols, acts.qs.data(), acts.d.data(), acts.sum.data());
                             matvec_q8a(W, acts, yb, k);
                         } else {
                             matvec(W, xb, yb);

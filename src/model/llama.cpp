@@ -297,16 +297,16 @@ void Session::linear(const WeightView& W, const float* X, int n, float* Y, Q8Act
         const bool rotated = tt && tt->rotated_input;
         if (!xq_valid || xq.rotated != rotated) {
             xq.resize(W.cols, n);
-            const float* src = X;
-            if (rotated) {
-                rot_.assign(X, X + static_cast<size_t>(n) * W.cols);
-                rotate_q3_5(rot_.data(), static_cast<int64_t>(n) * W.cols);
-                src = rot_.data();
-            }
+            const QuantizeActsFn quant = kernels_->quantize_acts_for(W.type);
+            const int64_t nb = W.cols / kQ8ABlock;
             for (int i = 0; i < n; ++i) {
-                const int64_t nb = W.cols / kQ8ABlock;
-                kernels_->quantize_acts(src + static_cast<size_t>(i) * W.cols, W.cols, xq.qs.data() + i * W.cols,
-                                        xq.d.data() + i * nb, xq.sum.data() + i * nb);
+                const float* src = X + static_cast<size_t>(i) * W.cols;
+                if (rotated) {  // per row: the rotation works on the row's own groups
+                    rot_.assign(src, src + W.cols);
+                    rotate_q3_5(rot_.data(), W.cols);
+                    src = rot_.data();
+                }
+                quant(src, W.cols, xq.qs.data() + i * W.cols, xq.d.data() + i * nb, xq.sum.data() + i * nb);
             }
             xq.rotated = rotated;
             xq_valid = true;

@@ -43,7 +43,7 @@ constexpr TypeTraits kTraits[] = {
     {GgmlType::Q5_K, "q5_k", BlockQ5_K::kElems, sizeof(BlockQ5_K), dequantize_row_q5_k_ref, nullptr},
     {GgmlType::Q6_K, "q6_k", BlockQ6_K::kElems, sizeof(BlockQ6_K), dequantize_row_q6_k_ref, quantize_row_q6_k_ref},
     {GgmlType::Q8_K, "q8_k", BlockQ8_K::kElems, sizeof(BlockQ8_K), dequantize_row_q8_k_ref, nullptr},
-    {GgmlType::Q3_5, "q3.5", BlockQ3_5::kElems, sizeof(BlockQ3_5), dequantize_row_q3_5_ref, quantize_row_q3_5_ref,
+    {GgmlType::Q3_5, "q3.5", BlockQ3_5::kElems, sizeof(BlockQ3_5), dequantize_row_q3_5_ref, quantize_row_q3_5,
      /*rotated_input=*/true, /*custom=*/true},
     {GgmlType::I8, "i8", 1, 1, nullptr, nullptr},
     {GgmlType::I16, "i16", 1, 2, nullptr, nullptr},

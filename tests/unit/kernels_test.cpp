@@ -16,7 +16,7 @@ namespace {
 
 using pl::GgmlType;
 
-const int64_t kLengths[] = {32, 64, 96, 224, 1056, 4096};
+const int64_t kLengths[] = {32, 64, 96, 224, 256, 576, 1056, 4096};
 
 std::vector<float> make_input(int64_t n, int pattern, std::mt19937& rng) {
     std::vector<float> x(static_cast<size_t>(n));
@@ -66,6 +66,41 @@ TEST(Kernels, QuantizeActsBitExactAcrossIsas) {
             }
         }
     }
+}
+
+TEST(Kernels, QuantizeActsQ3_5BitExactAcrossIsas) {
+    const auto ref = pl::kernels_for(pl::Isa::Scalar);
+    std::mt19937 rng(8);
+    for (pl::Isa isa : pl::supported_isas()) {
+        const auto k = pl::kernels_for(isa);
+        for (int64_t n : {32, 224, 256, 576, 1056, 4096}) {
+            for (int pattern = 0; pattern < 5; ++pattern) {
+                auto x = make_input(n, pattern, rng);
+                Acts a(n), b(n);
+                ref.quantize_acts_q3_5(x.data(), n, a.qs.data(), a.d.data(), a.sum.data());
+                k.quantize_acts_q3_5(x.data(), n, b.qs.data(), b.d.data(), b.sum.data());
+                EXPECT_EQ(a.qs, b.qs) << pl::isa_name(isa) << " n=" << n << " pattern " << pattern;
+                EXPECT_EQ(a.d, b.d) << pl::isa_name(isa) << " n=" << n;
+                EXPECT_EQ(a.sum, b.sum) << pl::isa_name(isa) << " n=" << n;
+            }
+        }
+    }
+    // One scale per q3.5 group: 256 + 256 + a 64-element tail for n = 576.
+    std::vector<float> x(576, 1.0f);
+    x[3] = 254.0f;   // group 0: d = 2
+    x[300] = 127.0f; // group 1: d = 1
+    x[520] = -12.7f; // tail: d = 0.1
+    Acts a(576);
+    ref.quantize_acts_q3_5(x.data(), 576, a.qs.data(), a.d.data(), a.sum.data());
+    for (int b = 0; b < 8; ++b) EXPECT_EQ(a.d[b], 2.0f) << b;
+    for (int b = 8; b < 16; ++b) EXPECT_EQ(a.d[b], 1.0f) << b;
+    for (int b = 16; b < 18; ++b) EXPECT_FLOAT_EQ(a.d[b], 0.1f) << b;
+    EXPECT_EQ(a.qs[3], 127);
+    EXPECT_EQ(a.qs[4], 0);  // 1 / 2 = 0.5 rounds to even
+    EXPECT_EQ(a.qs[300], 127);
+    EXPECT_EQ(a.qs[301], 1);
+    EXPECT_EQ(a.qs[520], -127);
+    EXPECT_EQ(a.qs[521], 10);
 }
 
 TEST(Kernels, QuantizeActsReferenceSemantics) {
@@ -121,7 +156,7 @@ TEST(Kernels, DotsMatchScalarReferenceOnEveryIsa) {
                 const auto w = make_weights(t, n, wp, rng);
                 auto x = make_input(n, wp == 5 ? 0 : (wp + 1) % 5, rng);
                 Acts a(n);
-                ref.quantize_acts(x.data(), n, a.qs.data(), a.d.data(), a.sum.data());
+                ref.quantize_acts_for(static_cast<uint32_t>(t))(x.data(), n, a.qs.data(), a.d.data(), a.sum.data());
                 // float64 truth from dequantized values, and the scale of the terms
                 std::vector<float> wf(n);
                 tt->dequantize_row(w.data(), wf.data(), n);
@@ -156,12 +191,14 @@ TEST(Kernels, GemmRowKernelsMatchReferenceDots) {
     std::mt19937 rng(5);
     int checked = 0;
     for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q3_5}) {
-        for (int64_t n : {32, 96, 1056}) {
+        for (int64_t n : {32, 96, 1056, 576}) {
             const auto w = make_weights(t, n, 5, rng);
             for (int64_t m : {1, 2, 3, 4, 5, 9}) {
                 Acts a(n * m);
                 auto x = make_input(n * m, 0, rng);
-                ref.quantize_acts(x.data(), n * m, a.qs.data(), a.d.data(), a.sum.data());
+                for (int64_t i = 0; i < m; ++i)  // row by row: q3.5 activation groups follow rows
+                    ref.quantize_acts_for(static_cast<uint32_t>(t))(x.data() + i * n, n, a.qs.data() + i * n,
+                                                                    a.d.data() + i * n / 32, a.sum.data() + i * n / 32);
                 std::vector<float> want(m);
                 double mag = 0;
                 for (int64_t i = 0; i < m; ++i) {
@@ -186,7 +223,7 @@ TEST(Kernels, GemmRowKernelsMatchReferenceDots) {
             }
         }
     }
-    if (pl::supported_isas().back() == pl::Isa::Avx512) EXPECT_EQ(checked, 4 * 3 * 6);
+    if (pl::supported_isas().back() == pl::Isa::Avx512) EXPECT_EQ(checked, 4 * 4 * 6);
 }
 
 }  // namespace

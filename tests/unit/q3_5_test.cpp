@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // q3.5: the rotation, the E4M4 scale code, hand-built blocks, golden bytes of the reference
 // quantizer, and its error on Gaussian and heavy-tailed weights (docs/formats.md's figures).
+#include "kernels/cpu/kernels.h"
 #include "quant/formats.h"
 #include "quant/q3_5.h"
 #include "quant/q4_0.h"
@@ -51,72 +52,131 @@ TEST(Q3_5, TypeTableEntry) {
 
 TEST(Q3_5, ScaleCodeIsE4M4) {
     EXPECT_EQ(pl::q3_5_scale(0), 0.0f);
-    EXPECT_EQ(pl::q3_5_scale(0x01), std::ldexp(1.0f + 1.0f / 16, -19));
+    EXPECT_EQ(pl::q3_5_scale(0x01), std::ldexp(1.0f, -22));  // subnormal range: k * 2^-22
+    EXPECT_EQ(pl::q3_5_scale(0x0F), std::ldexp(15.0f, -22));
     EXPECT_EQ(pl::q3_5_scale(0x10), std::ldexp(1.0f, -18));
     EXPECT_EQ(pl::q3_5_scale(0x4A), std::ldexp(1.0f + 10.0f / 16, 4 - 19));
     EXPECT_EQ(pl::q3_5_scale(0xFF), std::ldexp(1.0f + 15.0f / 16, 15 - 19));
-    for (int k = 2; k < 256; ++k) EXPECT_GT(pl::q3_5_scale(k), pl::q3_5_scale(k - 1)) << k;  // monotonic
+    for (int k = 1; k < 256; ++k) EXPECT_GT(pl::q3_5_scale(k), pl::q3_5_scale(k - 1)) << k;  // monotonic
 }
 
+// Norms are kept per group and the inverse undoes the rotation; a unit spike spreads over its
+// whole group with magnitude 1/sqrt(group) and the sign of bit 0 (H's first column is all ones).
 TEST(Q3_5, RotationIsOrthonormalAndInvertible) {
     std::mt19937 rng(3);
     std::normal_distribution<float> nd;
-    std::vector<float> x(96);
+    const int64_t n = 256 + 96;  // one full group and a 96-element tail (three 32-chunks)
+    std::vector<float> x(n);
     for (auto& v : x) v = nd(rng);
     std::vector<float> y = x;
-    pl::rotate_q3_5(y.data(), 96);
-    for (int c = 0; c < 3; ++c) {  // the norm of every chunk is kept
+    pl::rotate_q3_5(y.data(), n);
+    const int64_t bounds[] = {0, 256, 288, 320, 352};
+    for (int c = 0; c + 1 < 5; ++c) {
         double a = 0, b = 0;
-        for (int i = 0; i < 32; ++i) {
-            a += x[c * 32 + i] * x[c * 32 + i];
-            b += y[c * 32 + i] * y[c * 32 + i];
+        for (int64_t i = bounds[c]; i < bounds[c + 1]; ++i) {
+            a += x[i] * x[i];
+            b += y[i] * y[i];
         }
-        EXPECT_NEAR(a, b, 1e-4 * a);
+        EXPECT_NEAR(a, b, 1e-4 * a) << "piece " << c;
     }
-    pl::unrotate_q3_5(y.data(), 96);
-    for (int i = 0; i < 96; ++i) EXPECT_NEAR(y[i], x[i], 1e-5f);
-    // A unit spike spreads over the whole chunk with magnitude 1/sqrt(32) and the sign pattern.
-    std::vector<float> e(32, 0.0f);
-    e[0] = 1.0f;
-    pl::rotate_q3_5(e.data(), 32);
-    const float s0 = (pl::kQ3_5Signs & 1u) ? -1.0f : 1.0f;
-    for (int i = 0; i < 32; ++i) EXPECT_NEAR(e[i], s0 / std::sqrt(32.0f), 1e-7f);
+    pl::unrotate_q3_5(y.data(), n);
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y[i], x[i], 1e-5f);
+    const float s0 = (pl::kQ3_5Signs[0] & 1u) ? -1.0f : 1.0f;
+    for (int64_t g : {256, 32}) {
+        std::vector<float> e(g, 0.0f);
+        e[0] = 1.0f;
+        pl::rotate_q3_5(e.data(), g);
+        for (int64_t i = 0; i < g; ++i) EXPECT_NEAR(e[i], s0 / std::sqrt(static_cast<float>(g)), 1e-7f) << g << " " << i;
+    }
 }
 
-TEST(Q3_5, HandBuiltBlockDequantizes) {
-    // Codes in the rotated domain: element i has magnitude index i % 4, negative when i % 3 == 0;
-    // sub-block 0 scale code 0x4A, sub-block 1 the zero code.
-    BlockQ3_5 b{};
-    for (int i = 0; i < 32; ++i) {
-        if ((i % 4) & 1) b.planes[i / 8] |= static_cast<uint8_t>(1u << (i % 8));
-        if ((i % 4) & 2) b.planes[4 + i / 8] |= static_cast<uint8_t>(1u << (i % 8));
-        if (i % 3 == 0) b.planes[8 + i / 8] |= static_cast<uint8_t>(1u << (i % 8));
+// A group built by hand from the layout in quant/q3_5.h (not from the reference code): element e
+// of a group of g has step p = g/4, t = e / p, i = e % p, its magnitude index in bits 2t..2t+1 of
+// mags byte i, its sign in bit e of the sign bytes, its scale in byte (e % p) / 4 of the scales.
+void check_hand_built_group(int64_t g) {
+    const int64_t p = g / 4;
+    std::vector<uint8_t> q(pl::q3_5_group_bytes(g), 0);
+    uint8_t* signs = q.data() + g / 4;
+    uint8_t* scales = q.data() + g * 3 / 8;
+    std::vector<float> want(g);
+    for (int64_t L = 0; L < g / 16; ++L) scales[L] = static_cast<uint8_t>(L == 1 ? 0 : 0x40 + 3 * L);
+    for (int64_t e = 0; e < g; ++e) {
+        const int64_t t = e / p, i = e % p;
+        const int mag = static_cast<int>((e * 7 + e / 5) % 4);
+        const bool neg = (e % 3) == 0;
+        q[i] = static_cast<uint8_t>(q[i] | (mag << (2 * t)));
+        if (neg) signs[e / 8] = static_cast<uint8_t>(signs[e / 8] | (1u << (e % 8)));
+        const float d = pl::q3_5_scale(scales[i / 4]);
+        want[e] = (neg ? -1.0f : 1.0f) * d * pl::kQ3_5Mag[mag];
     }
-    b.scales[0] = 0x4A;
-    b.scales[1] = 0x00;
-    std::vector<float> want(32);
-    for (int i = 0; i < 32; ++i) {
-        const float d = i < 16 ? std::ldexp(1.0f + 10.0f / 16, -15) : 0.0f;
-        want[i] = (i % 3 == 0 ? -1.0f : 1.0f) * d * pl::kQ3_5Mag[i % 4];
-    }
-    pl::unrotate_q3_5(want.data(), 32);
-    std::vector<float> got(32);
-    pl::dequantize_row_q3_5_ref(&b, got.data(), 32);
-    for (int i = 0; i < 32; ++i) EXPECT_EQ(got[i], want[i]) << i;
+    pl::unrotate_q3_5(want.data(), g);
+    std::vector<float> got(g);
+    pl::dequantize_row_q3_5_ref(q.data(), got.data(), g);
+    for (int64_t e = 0; e < g; ++e) EXPECT_EQ(got[e], want[e]) << "g=" << g << " e=" << e;
 }
 
-// Golden bytes: pin the layout and the quantizer's choices on a fixed input.
+TEST(Q3_5, HandBuiltGroupsDequantize) {
+    check_hand_built_group(256);  // a full group
+    check_hand_built_group(64);   // tail groups
+    check_hand_built_group(32);
+    check_hand_built_group(224);
+}
+
+// Golden bytes: pin the layout and the quantizer's choices on a fixed input (a full group and a
+// 32-element tail): the first 16 bytes (mags), the scale bytes, and an FNV-1a hash of all 126.
 TEST(Q3_5, GoldenBytes) {
-    std::vector<float> x(32);
-    for (int i = 0; i < 32; ++i) x[i] = 0.01f * static_cast<float>((i * 7) % 13 - 6) + (i == 5 ? 0.2f : 0.0f);
-    BlockQ3_5 b{};
-    pl::quantize_row_q3_5_ref(x.data(), &b, 32);
-    const uint8_t golden[14] = {167, 101, 123, 136, 86, 109, 0, 26, 161, 165, 161, 229, 132, 146};
-    EXPECT_EQ(std::memcmp(&b, golden, 14), 0) << [&] {
+    const int64_t n = 288;
+    std::vector<float> x(n);
+    for (int64_t i = 0; i < n; ++i) x[i] = 0.01f * static_cast<float>((i * 7) % 13 - 6) + (i % 41 == 5 ? 0.2f : 0.0f);
+    std::vector<uint8_t> q(*pl::row_bytes(pl::kQ3_5TypeId, n));
+    ASSERT_EQ(q.size(), 126u);
+    pl::quantize_row_q3_5_ref(x.data(), q.data(), n);
+    uint32_t h = 2166136261u;
+    for (uint8_t b : q) h = (h ^ b) * 16777619u;
+    auto dump = [&](size_t from, size_t len) {
         std::string s;
-        for (int i = 0; i < 14; ++i) s += std::to_string(reinterpret_cast<const uint8_t*>(&b)[i]) + ", ";
+        for (size_t i = from; i < from + len; ++i) s += std::to_string(q[i]) + ", ";
         return s;
-    }();
+    };
+    const uint8_t mags[16] = {16, 96, 76, 65, 110, 41, 232, 64, 122, 248, 52, 64, 176, 16, 0, 4};
+    const uint8_t scales[16] = {148, 134, 131, 152, 144, 132, 140, 135, 135, 137, 148, 139, 132, 145, 129, 133};
+    EXPECT_EQ(std::memcmp(q.data(), mags, 16), 0) << dump(0, 16);
+    EXPECT_EQ(std::memcmp(q.data() + 96, scales, 16), 0) << dump(96, 16);
+    EXPECT_EQ(h, 1323533129u) << h;
+}
+
+// Every ISA's quantizer writes the reference's bytes: Gaussian, heavy-tailed, tiny, huge, spiky,
+// zero, NaN and infinite inputs, full groups and tails.
+TEST(Q3_5, FastQuantizerEqualsReference) {
+    std::mt19937 rng(9);
+    std::normal_distribution<float> nd;
+    std::student_t_distribution<float> td(2.5f);
+    int checked = 0;
+    for (pl::Isa isa : pl::supported_isas()) {
+        const auto k = pl::kernels_for(isa);
+        for (int64_t n : {32, 96, 256, 576, 1056, 4096}) {
+            for (int pattern = 0; pattern < 7; ++pattern) {
+                std::vector<float> x(n);
+                for (int64_t i = 0; i < n; ++i) {
+                    switch (pattern) {
+                        case 0: x[i] = 0.02f * nd(rng); break;
+                        case 1: x[i] = 0.02f * td(rng); break;
+                        case 2: x[i] = 1e-9f * nd(rng); break;
+                        case 3: x[i] = 1e3f * nd(rng); break;
+                        case 4: x[i] = (i % 97 == 3) ? 5.0f : 0.001f * nd(rng); break;
+                        case 5: x[i] = (i / 32) % 2 ? 0.0f : 0.01f * nd(rng); break;
+                        default: x[i] = i == 7 ? NAN : (i == 300 ? INFINITY : 0.02f * nd(rng)); break;
+                    }
+                }
+                std::vector<uint8_t> a(*pl::row_bytes(pl::kQ3_5TypeId, n)), b(a.size());
+                pl::quantize_row_q3_5_ref(x.data(), a.data(), n);
+                k.quantize_row_q3_5(x.data(), b.data(), n);
+                EXPECT_EQ(a, b) << pl::isa_name(isa) << " n=" << n << " pattern " << pattern;
+                ++checked;
+            }
+        }
+    }
+    EXPECT_GE(checked, 6 * 7);
 }
 
 TEST(Q3_5, ZerosAndNonFiniteAreSafe) {

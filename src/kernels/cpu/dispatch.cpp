@@ -5,6 +5,8 @@
 #include "core/log.h"
 #include "quant/formats.h"
 
+#include "quant/q3_5.h"
+
 #include <cstdlib>
 #include <string>
 
@@ -17,6 +19,10 @@ const char* isa_name(Isa isa) {
         case Isa::Avx512: return "avx512";
     }
     return "?";
+}
+
+QuantizeActsFn CpuKernels::quantize_acts_for(uint32_t type) const {
+    return static_cast<GgmlType>(type) == GgmlType::Q3_5 ? quantize_acts_q3_5 : quantize_acts;
 }
 
 DotQ8AFn CpuKernels::dot_for(uint32_t type) const {
@@ -51,7 +57,10 @@ CpuKernels kernels_for(Isa isa) {
     CpuKernels k;
     install_scalar(k);
     if (isa >= Isa::Avx2) install_avx2(k);
-    if (isa >= Isa::Avx512) install_avx512(k);
+    if (isa >= Isa::Avx512) {
+        install_avx512(k);
+        install_avx512_quant(k);
+    }
     k.isa = isa;
     return k;
 }
@@ -80,5 +89,7 @@ const CpuKernels& cpu_kernels() {
     }();
     return table;
 }
+
+void quantize_row_q3_5(const float* x, void* dst, int64_t n) { cpu_kernels().quantize_row_q3_5(x, dst, n); }
 
 }  // namespace pl

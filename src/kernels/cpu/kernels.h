@@ -28,7 +28,7 @@ struct Q8Acts {
     std::vector<int8_t> qs;    // (rows, n)
     std::vector<float> d;      // (rows, n/32)
     std::vector<int32_t> sum;  // (rows, n/32)
-    bool rotated = false;      // quantized from rotate_q3_5(x) rather than x (for q3.5 weights)
+    bool rotated = false;      // quantized for q3.5 rows (rotate_q3_5 + quantize_acts_q3_5) rather than plain
     void resize(int64_t n_, int64_t rows_ = 1) {
         n = n_;
         rows = rows_;
@@ -58,6 +58,11 @@ const char* isa_name(Isa isa);
 struct CpuKernels {
     Isa isa = Isa::Scalar;
     QuantizeActsFn quantize_acts = nullptr;
+    // For q3.5 rows: the ALREADY ROTATED row (rotate_q3_5) with one scale per q3.5 group
+    // (quantize_acts_q3_5_ref); d/sum keep the per-32 layout.
+    QuantizeActsFn quantize_acts_q3_5 = nullptr;
+    // The q3.5 weight quantizer (same bytes as quantize_row_q3_5_ref, faster where SIMD exists).
+    void (*quantize_row_q3_5)(const float* x, void* dst, int64_t n) = nullptr;
     DotQ8AFn dot_q8_0 = nullptr;
     DotQ8AFn dot_q4_0 = nullptr;
     DotQ8AFn dot_q4_1 = nullptr;
@@ -67,6 +72,8 @@ struct CpuKernels {
     GemmQ8AFn gemm_q4_1 = nullptr;
     GemmQ8AFn gemm_q3_5 = nullptr;
 
+    // The activation quantizer the dot/gemm kernels of a weight type expect.
+    QuantizeActsFn quantize_acts_for(uint32_t type) const;
     // The dot kernel for a GGML weight type id, or nullptr when the type has none (float path).
     DotQ8AFn dot_for(uint32_t type) const;
     // The row-times-many kernel for a type, or nullptr (then callers loop over dot_for()).
@@ -85,5 +92,6 @@ const CpuKernels& cpu_kernels();
 void install_scalar(CpuKernels& k);
 void install_avx2(CpuKernels& k);
 void install_avx512(CpuKernels& k);
+void install_avx512_quant(CpuKernels& k);  // kernels/cpu/x86/avx512/quant_q3_5_avx512.cpp
 
 }  // namespace pl

@@ -8,6 +8,7 @@
 #include "quant/q4_1.h"
 #include "quant/q8_0.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -76,26 +77,30 @@ float dot_q4_1_q8a_ref(const void* w, const int8_t* qs, const float* d, const in
     return acc;
 }
 
-// q3.5 (quant/q3_5.h): per 16-element sub-block, isum = sum(+-mag * a) exactly in int32, then
-// dw * da * isum. The activations must already be rotated (rotate_q3_5) before quantization.
-float dot_q3_5_q8a_ref(const void* w, const int8_t* qs, const float* d, const int32_t* sum, int64_t n) {
-    const auto* blocks = static_cast<const BlockQ3_5*>(w);
+// q3.5 (quant/q3_5.h): per sub-block L of each group, isum = sum(+-mag * a) exactly in int32,
+// then scale(k_L) * da * isum, da being the group's activation scale (quantize_acts_q3_5_ref).
+// The activations must be rotated (rotate_q3_5) before quantization.
+float dot_q3_5_q8a_ref(const void* w, const int8_t* qs, const float* d, const int32_t* /*sum*/, int64_t n) {
+    const auto* p = static_cast<const uint8_t*>(w);
     float acc = 0.0f;
-    for (int64_t b = 0; b < n / kQ8ABlock; ++b) {
-        const BlockQ3_5& blk = blocks[b];
-        uint32_t p0, p1, p2;
-        std::memcpy(&p0, blk.planes, 4);
-        std::memcpy(&p1, blk.planes + 4, 4);
-        std::memcpy(&p2, blk.planes + 8, 4);
-        for (int s = 0; s < 2; ++s) {
+    for (int64_t g0 = 0; g0 < n;) {
+        const int64_t g = std::min<int64_t>(kQ3_5Group, n - g0), step = g / 4;
+        const uint8_t* signs = p + q3_5_signs_offset(g);
+        const uint8_t* scales = p + q3_5_scales_offset(g);
+        const int8_t* a = qs + g0;
+        const float da = d[g0 / kQ8ABlock];
+        for (int64_t L = 0; L < g / 16; ++L) {
             int32_t isum = 0;
-            for (int i = s * 16; i < s * 16 + 16; ++i) {
-                const int mag = static_cast<int>(((p0 >> i) & 1u) | (((p1 >> i) & 1u) << 1));
-                const int32_t v = kQ3_5Mag[mag] * qs[b * kQ8ABlock + i];
-                isum += ((p2 >> i) & 1u) ? -v : v;
-            }
-            acc += q3_5_scale(blk.scales[s]) * d[b] * static_cast<float>(isum);
+            for (int t = 0; t < 4; ++t)
+                for (int j = 0; j < 4; ++j) {
+                    const int64_t i = 4 * L + j, e = step * t + i;
+                    const int32_t v = kQ3_5Mag[(p[i] >> (2 * t)) & 3] * a[e];
+                    isum += ((signs[e >> 3] >> (e & 7)) & 1) ? -v : v;
+                }
+            acc += q3_5_scale(scales[L]) * da * static_cast<float>(isum);
         }
+        p += q3_5_group_bytes(g);
+        g0 += g;
     }
     return acc;
 }
@@ -108,6 +113,8 @@ void install_scalar(CpuKernels& k) {
     k.dot_q4_0 = dot_q4_0_q8a_ref;
     k.dot_q4_1 = dot_q4_1_q8a_ref;
     k.dot_q3_5 = dot_q3_5_q8a_ref;
+    k.quantize_acts_q3_5 = quantize_acts_q3_5_ref;
+    k.quantize_row_q3_5 = quantize_row_q3_5_ref;
 }
 
 }  // namespace pl

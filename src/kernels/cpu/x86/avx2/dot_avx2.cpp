@@ -111,9 +111,12 @@ float dot_q4_1_q8a_avx2(const void* w, const int8_t* qs, const float* d, const i
     return hsum_ps(acc) + acc_min;
 }
 
-// q3.5 (quant/q3_5.h): each 32-bit plane expands to 32 bytes of 0x00/0xFF (byte i tests bit i);
-// magnitudes by pshufb of (plane0 & 1) | (plane1 & 2); the sign plane flips the activations
-// (psignb), so maddubs sees unsigned magnitudes. madd lanes 0-3 are sub-block 0, 4-7 sub-block 1.
+// q3.5 (quant/q3_5.h): a full group is four steps of 64 elements, each done as two 32-byte
+// halves. Half h of step t: mag bytes 32h.. shifted right by 2t, masked to 2 bits, pshufb'd to
+// magnitudes; the 32 sign bits expand to 0x00/0xFF bytes (byte i tests bit i) that flip the
+// activations (psignb), so maddubs sees unsigned magnitudes; madd lane l of half h is sub-block
+// 8h + l, accumulated in int32 over the four steps and scaled once per group. Tail groups
+// (g < 256, rows that are not a multiple of 256) use the scalar reference's arithmetic.
 inline __m256i expand_bits(uint32_t plane) {
     const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3,
                                           3, 3, 3, 3);
@@ -122,25 +125,57 @@ inline __m256i expand_bits(uint32_t plane) {
     return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
 }
 
+float q3_5_tail_scalar(const uint8_t* p, int64_t g, const int8_t* a, float da) {
+    const int64_t step = g / 4;
+    const uint8_t* signs = p + q3_5_signs_offset(g);
+    const uint8_t* scales = p + q3_5_scales_offset(g);
+    float acc = 0.0f;
+    for (int64_t L = 0; L < g / 16; ++L) {
+        int32_t isum = 0;
+        for (int t = 0; t < 4; ++t)
+            for (int j = 0; j < 4; ++j) {
+                const int64_t i = 4 * L + j, e = step * t + i;
+                const int32_t v = kQ3_5Mag[(p[i] >> (2 * t)) & 3] * a[e];
+                isum += ((signs[e >> 3] >> (e & 7)) & 1) ? -v : v;
+            }
+        acc += q3_5_scale(scales[L]) * da * static_cast<float>(isum);
+    }
+    return acc;
+}
+
 float dot_q3_5_q8a_avx2(const void* w, const int8_t* qs, const float* d, const int32_t* /*sum*/, int64_t n) {
-    const auto* blocks = static_cast<const BlockQ3_5*>(w);
+    const auto* p = static_cast<const uint8_t*>(w);
     const __m256i lut = _mm256_setr_epi8(kQ3_5Mag[0], kQ3_5Mag[1], kQ3_5Mag[2], kQ3_5Mag[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                          kQ3_5Mag[0], kQ3_5Mag[1], kQ3_5Mag[2], kQ3_5Mag[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m256i three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / kQ8ABlock; ++b) {
-        const BlockQ3_5& blk = blocks[b];
-        uint32_t p[3];
-        std::memcpy(p, blk.planes, sizeof p);
-        const __m256i idx = _mm256_or_si256(_mm256_and_si256(expand_bits(p[0]), _mm256_set1_epi8(1)),
-                                            _mm256_and_si256(expand_bits(p[1]), _mm256_set1_epi8(2)));
-        const __m256i mag = _mm256_shuffle_epi8(lut, idx);
-        const __m256i sgn = _mm256_or_si256(expand_bits(p[2]), _mm256_set1_epi8(1));  // -1 or +1
-        const __m256i aq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + b * kQ8ABlock));
-        const __m256i dot = dot_u8_i8(mag, _mm256_sign_epi8(aq, sgn));
-        const float w0 = q3_5_scale(blk.scales[0]) * d[b], w1 = q3_5_scale(blk.scales[1]) * d[b];
-        acc = _mm256_fmadd_ps(_mm256_setr_ps(w0, w0, w0, w0, w1, w1, w1, w1), _mm256_cvtepi32_ps(dot), acc);
+    int64_t g0 = 0;
+    for (; g0 + kQ3_5Group <= n; g0 += kQ3_5Group, p += kQ3_5GroupBytes) {
+        const int8_t* a = qs + g0;
+        __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int h = 0; h < 2; ++h) {
+            const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * h));
+            for (int t = 0; t < 4; ++t) {
+                const __m256i idx = _mm256_and_si256(_mm256_srli_epi16(m, 2 * t), three);
+                const __m256i mag = _mm256_shuffle_epi8(lut, idx);
+                uint32_t bits;
+                std::memcpy(&bits, p + q3_5_signs_offset(kQ3_5Group) + 8 * t + 4 * h, 4);
+                const __m256i sgn = _mm256_or_si256(expand_bits(bits), one);  // -1 or +1
+                const __m256i aq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 64 * t + 32 * h));
+                isum[h] = _mm256_add_epi32(isum[h], dot_u8_i8(mag, _mm256_sign_epi8(aq, sgn)));
+            }
+        }
+        const __m256 da = _mm256_set1_ps(d[g0 / kQ8ABlock] * kQ3_5ScalePow);
+        const uint8_t* sc = p + q3_5_scales_offset(kQ3_5Group);
+        for (int h = 0; h < 2; ++h) {
+            const __m256i k = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 8 * h)));
+            const __m256 ws = _mm256_castsi256_ps(_mm256_slli_epi32(k, 19));
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(ws, da), _mm256_cvtepi32_ps(isum[h]), acc);
+        }
     }
-    return hsum_ps(acc);
+    float tail = 0.0f;
+    if (g0 < n) tail = q3_5_tail_scalar(p, n - g0, qs + g0, d[g0 / kQ8ABlock]);
+    return hsum_ps(acc) + tail;
 }
 
 }  // namespace
