@@ -226,4 +226,47 @@ TEST(Kernels, GemmRowKernelsMatchReferenceDots) {
     if (pl::supported_isas().back() == pl::Isa::Avx512) EXPECT_EQ(checked, 4 * 4 * 6);
 }
 
+// The q3.5 block GEMM (several weight rows x all activation rows, offset-binary activations)
+// equals the reference dots, for odd weight-row counts, tails (576, 96), m = 1..9 and a strided
+// output; nothing else in the output is written.
+TEST(Kernels, GemmRowsQ3_5MatchesReferenceDots) {
+    const auto ref = pl::kernels_for(pl::Isa::Scalar);
+    const auto k = pl::kernels_for(pl::supported_isas().back());
+    if (!k.gemm_rows_q3_5) GTEST_SKIP() << "no q3.5 block GEMM on " << pl::isa_name(k.isa);
+    std::mt19937 rng(13);
+    const uint32_t t = pl::kQ3_5TypeId;
+    for (int64_t n : {96, 576, 1056}) {
+        for (int64_t nrows : {1, 2, 3, 5, 6, 9}) {
+            const size_t rb = *pl::row_bytes(t, n);
+            std::vector<uint8_t> w;
+            for (int64_t r = 0; r < nrows; ++r) {
+                auto wr = make_weights(GgmlType::Q3_5, n, r % 2 ? 5 : 0, rng);
+                w.insert(w.end(), wr.begin(), wr.end());
+            }
+            for (int64_t m : {1, 2, 4, 9}) {
+                Acts a(n * m);
+                auto x = make_input(n * m, 0, rng);
+                for (int64_t i = 0; i < m; ++i)
+                    ref.quantize_acts_q3_5(x.data() + i * n, n, a.qs.data() + i * n, a.d.data() + i * n / 32,
+                                           a.sum.data() + i * n / 32);
+                std::vector<uint8_t> au8(a.qs.size());
+                for (size_t i = 0; i < au8.size(); ++i) au8[i] = static_cast<uint8_t>(a.qs[i] ^ 0x80);
+                const int64_t ldy = nrows + 2;
+                std::vector<float> y(m * ldy, -12345.0f);
+                k.gemm_rows_q3_5(w.data(), rb, nrows, n, au8.data(), a.d.data(), m, y.data(), ldy);
+                for (int64_t i = 0; i < m; ++i) {
+                    for (int64_t r = 0; r < nrows; ++r) {
+                        const float want = ref.dot_q3_5(w.data() + r * rb, a.qs.data() + i * n, a.d.data() + i * n / 32,
+                                                        a.sum.data() + i * n / 32, n);
+                        EXPECT_NEAR(y[i * ldy + r], want, 1e-5 * (std::fabs(want) + 1) * n / 32)
+                            << "n=" << n << " rows=" << nrows << " m=" << m << " r=" << r << " i=" << i;
+                    }
+                    EXPECT_EQ(y[i * ldy + nrows], -12345.0f);
+                    EXPECT_EQ(y[i * ldy + nrows + 1], -12345.0f);
+                }
+            }
+        }
+    }
+}
+
 }  // namespace

@@ -52,6 +52,15 @@ using DotQ8AFn = float (*)(const void* w, const int8_t* qs, const float* d, cons
 using GemmQ8AFn = void (*)(const void* w, int64_t n, const int8_t* qs, const float* d, const int32_t* sum, int64_t m,
                            float* y, int64_t y_stride);
 
+// q3.5 weight rows against many activation rows (prompt processing, batches): for weight rows
+// r < nrows (row r at w + r * row_bytes, n elements) and activation rows t < m,
+// y[t * ldy + r] = dot(row r, activation row t). The activations come as offset-binary bytes
+// au8 = quant + 128 (so vpdpbusd takes them as its unsigned operand and signed weights as the
+// other; the +128 is taken out exactly per lane), with d as in Q8Acts (one scale per q3.5 group).
+// Each weight group is decoded once for all m activation rows.
+using GemmRowsQ3_5Fn = void (*)(const uint8_t* w, size_t row_bytes, int64_t nrows, int64_t n, const uint8_t* au8,
+                                const float* d, int64_t m, float* y, int64_t ldy);
+
 enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 const char* isa_name(Isa isa);
 
@@ -71,6 +80,8 @@ struct CpuKernels {
     GemmQ8AFn gemm_q4_0 = nullptr;
     GemmQ8AFn gemm_q4_1 = nullptr;
     GemmQ8AFn gemm_q3_5 = nullptr;
+    GemmRowsQ3_5Fn gemm_rows_q3_5 = nullptr;  // optional (AVX-512); matmul_q8a prefers it for m > 1
+    static constexpr int kGemmRowsQ3_5 = 4;    // weight rows per call that the kernel handles at once
 
     // The activation quantizer the dot/gemm kernels of a weight type expect.
     QuantizeActsFn quantize_acts_for(uint32_t type) const;

@@ -6,6 +6,7 @@
 #include "kernels/cpu/kernels.h"
 #include "quant/formats.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <vector>
@@ -107,6 +108,21 @@ void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels
     PL_CHECK(dot && a.n == W.cols, "matmul_q8a: no kernel for {} or width mismatch ({} vs {})", W.name, a.n, W.cols);
     const int64_t rows = W.rows;
     const int64_t n = a.rows;
+    if (n > 1 && W.type == static_cast<uint32_t>(GgmlType::Q3_5) && k.gemm_rows_q3_5) {
+        // Offset-binary activations once per call, then blocks of weight rows against all of them.
+        thread_local std::vector<uint8_t> au8;
+        au8.resize(a.qs.size());
+        for (size_t i = 0; i < au8.size(); ++i) au8[i] = static_cast<uint8_t>(a.qs[i] ^ 0x80);
+        constexpr int64_t kR = CpuKernels::kGemmRowsQ3_5;
+        const int64_t blocks = (rows + kR - 1) / kR;
+        const uint8_t* src = au8.data();
+#pragma omp parallel for schedule(static)
+        for (int64_t b = 0; b < blocks; ++b) {
+            const int64_t r0 = b * kR;
+            k.gemm_rows_q3_5(W.row(r0), W.row_bytes, std::min(kR, rows - r0), W.cols, src, a.d.data(), n, Y + r0, rows);
+        }
+        return;
+    }
     const GemmQ8AFn gemm = n > 1 ? k.gemm_for(W.type) : nullptr;
     // Weight-stationary: each weight row is streamed from memory once and used for all n
     // activation rows while it sits in L1.

@@ -18,6 +18,7 @@
 #include <immintrin.h>
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 namespace pl {
 namespace {
@@ -252,6 +253,84 @@ float dot_q3_5_avx512(const void* w, const int8_t* qs, const float* d, const int
     return y;
 }
 
+// ---- q3.5 block GEMM: kR weight rows x all m activation rows ------------------------------------
+// Per group, each of the kR weight rows is decoded once into signed bytes w (4 steps of 64; lanes
+// past a tail group's step are zeroed) together with its lane correction 128 * sum(w) and its
+// lane scales; then every activation row t runs 4 vpdpbusd per weight row (offset-binary
+// activations x signed weights) and adds scale * da * (isum - correction) to a per-(row, t) lane
+// accumulator kept in L1. Weight decode is paid once per group instead of once per tile of
+// activation rows, and each activation load serves kR weight rows.
+template <int kR, bool kFull>
+inline void q3_5_rows_group(const uint8_t* const* gp, int64_t g, const uint8_t* au8, int64_t n, const float* d,
+                            int64_t nbs, int64_t m, __m512* acc, const __m512i lut) {
+    const int64_t step = kFull ? 64 : g / 4;
+    const __mmask64 lanes = (kFull || step == 64) ? ~0ull : ((1ull << step) - 1);
+    const __m512i k128 = _mm512_set1_epi8(static_cast<char>(0x80));
+    __m512i w[kR][4], negc[kR];
+    __m512 ws[kR];
+    for (int r = 0; r < kR; ++r) {
+        const uint8_t* p = gp[r];
+        const __m512i mb = kFull ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(lanes, p);
+        const uint8_t* signs = p + q3_5_signs_offset(g);
+        const __m512i k = kFull ? _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + q3_5_scales_offset(g))))
+                                : _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << (g / 16)) - 1),
+                                                                            p + q3_5_scales_offset(g)));
+        ws[r] = _mm512_mul_ps(q3_5_scale_bits(k), _mm512_set1_ps(kQ3_5ScalePow));
+        __m512i c = _mm512_setzero_si512();
+        for (int t = 0; t < 4; ++t) {
+            const __m512i mag = _mm512_permutexvar_epi8(t == 0 ? mb : _mm512_srli_epi16(mb, 2 * t), lut);
+            uint64_t bits = 0;
+            std::memcpy(&bits, signs + step / 8 * t, static_cast<size_t>(step / 8));
+            __m512i v = _mm512_mask_sub_epi8(mag, _cvtu64_mask64(bits), _mm512_setzero_si512(), mag);
+            if constexpr (!kFull) v = _mm512_maskz_mov_epi8(lanes, v);
+            w[r][t] = v;
+            c = _mm512_dpbusd_epi32(c, k128, v);
+        }
+        negc[r] = _mm512_sub_epi32(_mm512_setzero_si512(), c);
+    }
+    for (int64_t t = 0; t < m; ++t) {
+        const uint8_t* at = au8 + t * n;
+        __m512i a[4];
+        for (int s = 0; s < 4; ++s) a[s] = kFull ? _mm512_loadu_si512(at + 64 * s) : _mm512_maskz_loadu_epi8(lanes, at + step * s);
+        const __m512 da = _mm512_set1_ps(d[t * nbs]);
+        for (int r = 0; r < kR; ++r) {
+            __m512i i = negc[r];
+            for (int s = 0; s < 4; ++s) i = _mm512_dpbusd_epi32(i, a[s], w[r][s]);
+            __m512* ac = acc + r * m + t;
+            *ac = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(i), ws[r]), da, *ac);
+        }
+    }
+}
+
+template <int kR>
+void q3_5_rows(const uint8_t* w, size_t row_bytes, int64_t n, const uint8_t* au8, const float* d, int64_t m, float* y,
+               int64_t ldy) {
+    thread_local std::vector<__m512> acc_buf;
+    acc_buf.assign(static_cast<size_t>(kR * m), _mm512_setzero_ps());
+    __m512* acc = acc_buf.data();
+    const __m512i lut = q3_5_mag_lut();
+    const int64_t nbs = n / kQ8ABlock;
+    const uint8_t* gp[kR];
+    for (int r = 0; r < kR; ++r) gp[r] = w + r * row_bytes;
+    int64_t g0 = 0;
+    for (; g0 + kQ3_5Group <= n; g0 += kQ3_5Group) {
+        for (int r = 0; r < kR; ++r) prefetch_weights(gp[r], kQ3_5GroupBytes);
+        q3_5_rows_group<kR, true>(gp, kQ3_5Group, au8 + g0, n, d + g0 / kQ8ABlock, nbs, m, acc, lut);
+        for (int r = 0; r < kR; ++r) gp[r] += kQ3_5GroupBytes;
+    }
+    if (g0 < n) q3_5_rows_group<kR, false>(gp, n - g0, au8 + g0, n, d + g0 / kQ8ABlock, nbs, m, acc, lut);
+    for (int r = 0; r < kR; ++r)
+        for (int64_t t = 0; t < m; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r * m + t]);
+}
+
+void gemm_rows_q3_5_avx512(const uint8_t* w, size_t row_bytes, int64_t nrows, int64_t n, const uint8_t* au8,
+                           const float* d, int64_t m, float* y, int64_t ldy) {
+    int64_t r = 0;
+    for (; r + 4 <= nrows; r += 4) q3_5_rows<4>(w + r * row_bytes, row_bytes, n, au8, d, m, y + r, ldy);
+    for (; r + 2 <= nrows; r += 2) q3_5_rows<2>(w + r * row_bytes, row_bytes, n, au8, d, m, y + r, ldy);
+    for (; r < nrows; ++r) q3_5_rows<1>(w + r * row_bytes, row_bytes, n, au8, d, m, y + r, ldy);
+}
+
 // Activations for q3.5 rows (already rotated): one scale per group, per-32 sums.
 void quantize_acts_q3_5_avx512(const float* x, int64_t n, int8_t* qs, float* d, int32_t* sum) {
     for (int64_t g0 = 0; g0 < n;) {
@@ -302,6 +381,7 @@ void install_avx512(CpuKernels& k) {
     k.gemm_q4_1 = gemm_avx512<FmtQ4_1>;
     k.dot_q3_5 = dot_q3_5_avx512;
     k.gemm_q3_5 = gemm_q3_5_avx512;
+    k.gemm_rows_q3_5 = gemm_rows_q3_5_avx512;
     k.quantize_acts_q3_5 = quantize_acts_q3_5_avx512;
 }
 
