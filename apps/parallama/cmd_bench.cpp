@@ -14,6 +14,8 @@
 #include <fstream>
 #include <memory>
 
+#include "kernels/cpu/ops.h"
+
 namespace pl::cli {
 namespace {
 
@@ -22,13 +24,14 @@ struct BenchCliOptions {
     std::string formats;
     std::string threads;
     std::string batches = "1";
+    std::string threadings = "rows";
     int repeat = 0;
     int warmup = 1;
     double min_time = 0.05;
     std::string shapes;
     std::string model;
     std::string model_shapes;
-    std::string type = "q4_0";
+    std::string type = "q3.5";
     int layers = 0;
     int pp = 16;
     int tg = 16;
@@ -87,6 +90,22 @@ int run_bench_cmd(const BenchCliOptions& o) {
     auto batches = bench::parse_int_list(o.batches, 1, 65536, "--batch");
     if (!batches) return fail("bench", batches.status());
     b.kernels.batches = *batches;
+    b.kernels.threadings.clear();
+    {
+        std::string f;
+        for (char ch : o.threadings + ",") {
+            if (ch != ',') {
+                f += ch;
+                continue;
+            }
+            if (f.empty()) continue;
+            auto t = parse_threading(f);
+            if (!t) return fail("bench", err("--threading: unknown strategy '{}' (rows, nested, tiled, tasks)", f));
+            b.kernels.threadings.push_back(*t);
+            f.clear();
+        }
+        if (b.kernels.threadings.empty()) return fail("bench", err("--threading: no strategy given"));
+    }
     b.model.batches = *batches;
     if (!o.formats.empty()) {
         b.kernels.formats.clear();
@@ -156,16 +175,18 @@ int run_bench_cmd(const BenchCliOptions& o) {
 const CommandRegistrar kBench({"bench", "Benchmark kernels and models; JSON/markdown reports, charts, compare", 80, [](CLI::App& app) -> RunFn {
     auto o = std::make_shared<BenchCliOptions>();
     app.add_option("--suite", o->suite, "kernels | model | all")->check(CLI::IsMember({"kernels", "model", "all"}))->capture_default_str();
-    app.add_option("--formats", o->formats, "Kernel weight formats (default q8_0,q4_0,q4_1,f16,f32)");
+    app.add_option("--formats", o->formats, "Kernel weight formats (default q3.5,q8_0,q4_0,q4_1,f16,f32)");
     app.add_option("-t,--threads", o->threads, "Thread counts, e.g. 1,2 (default 1..all cores)");
-    app.add_option("--batch", o->batches, "Batch sizes; kernels: batch B > 1 = B GEMVs (no GEMM yet); model: only 1 exists")
+    app.add_option("--batch", o->batches, "Batch sizes; kernels: batch B > 1 = one product with B activation rows; model: only 1 exists")
+        ->capture_default_str();
+    app.add_option("--threading", o->threadings, "Kernels: matmul strategies to compare, e.g. rows,nested,tiled,tasks")
         ->capture_default_str();
     app.add_option("--repeat", o->repeat, "Timed runs per row (default 5 for kernels, 3 for models)")->check(CLI::Range(1, 1000));
     app.add_option("--warmup", o->warmup, "Untimed warm-up runs per row")->check(CLI::Range(0, 100))->capture_default_str();
     app.add_option("--min-time", o->min_time, "Kernels: seconds per timed run (the op repeats until then)")
         ->check(CLI::Range(0.0, 60.0))->capture_default_str();
     app.add_option("--shapes", o->shapes, "Kernel shapes ROWSxCOLS,... (default: the LLaMA-7B/70B set)");
-    app.add_flag("--square", o->square, "Also the square 8192x8192x8192 product (as 8192 GEMVs: slow)");
+    app.add_flag("--square", o->square, "Also the square 8192x8192x8192 product (one GEMM of 8192 rows)");
     app.add_option("-m,--model", o->model, "Model suite: a GGUF file (instead of synthetic shapes)")->check(CLI::ExistingFile);
     app.add_option("--shape", o->model_shapes, "Model suite: synth shapes, e.g. llama-7b,llama-70b (default)");
     app.add_option("--type", o->type, "Model suite: weight type of synthetic models")->capture_default_str();

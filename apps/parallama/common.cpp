@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "common.h"
 
+#include "kernels/cpu/ops.h"
+
 #include <omp.h>
 
 #include <cerrno>
@@ -38,12 +40,21 @@ void add_sampling_options(CLI::App& app, SamplingParams& p) {
     app.add_option("--seed", p.seed, "Random seed (same seed, same output)")->capture_default_str();
 }
 
+namespace {
+std::string g_threading = "rows";
+}
+
 void add_threads_option(CLI::App& app, int& threads) {
     app.add_option("-t,--threads", threads, "Threads (0 = all cores)")->check(CLI::Range(0, 4096))->capture_default_str();
+    app.add_option("--threading", g_threading,
+                   "How a matrix product is split over the threads: rows | nested | tiled | tasks (docs/performance.md)")
+        ->check(CLI::IsMember({"rows", "nested", "tiled", "tasks"}))
+        ->capture_default_str();
 }
 
 void apply_threads(int threads) {
     if (threads > 0) omp_set_num_threads(threads);
+    if (auto t = parse_threading(g_threading)) set_matmul_threading(*t);
 }
 
 }  // namespace pl::cli

@@ -86,7 +86,7 @@ std::vector<MatShape> default_kernel_shapes() {
             {28672, 8192}, {8192, 28672}, {1024, 8192}, {32000, 4096}};
 }
 
-std::vector<std::string> default_kernel_formats() { return {"q8_0", "q4_0", "q4_1", "f16", "f32"}; }
+std::vector<std::string> default_kernel_formats() { return {"q3.5", "q8_0", "q4_0", "q4_1", "f16", "f32"}; }
 
 Result<std::vector<MatShape>> parse_shapes(const std::string& text) {
     std::vector<MatShape> out;
@@ -130,13 +130,13 @@ Result<std::vector<nlohmann::json>> run_kernel_suite(const KernelOptions& o, con
     };
     std::vector<Op> ops;
     for (const auto& s : o.shapes)
-        for (int b : o.batches) ops.push_back({s, b, b == 1 ? "gemv" : "gemv_batch"});
+        for (int b : o.batches) ops.push_back({s, b, b == 1 ? "gemv" : "gemm"});
     if (o.square) ops.push_back({{8192, 8192}, 8192, "gemm_square"});
 
     std::vector<MatShape> shapes = o.shapes;
     if (o.square && std::none_of(shapes.begin(), shapes.end(), [](const MatShape& s) { return s.rows == 8192 && s.cols == 8192; }))
         shapes.push_back({8192, 8192});
-    const size_t total = ops.size() * types.size() * o.threads.size();
+    const size_t total = ops.size() * types.size() * o.threads.size() * o.threadings.size();
     size_t done = 0;
     const double t_start = now_s();
     std::vector<nlohmann::json> rows;
@@ -160,7 +160,7 @@ Result<std::vector<nlohmann::json>> run_kernel_suite(const KernelOptions& o, con
                 const uint32_t type = static_cast<uint32_t>(tt->type);
                 const bool fast = k.dot_for(type) != nullptr;
                 Q8Acts acts;
-                acts.resize(s.cols);
+                acts.resize(s.cols, B);
                 WeightView W;
                 W.name = fmt::format("bench.{}.{}", tt->name, shape_str(s));
                 W.type = type;
@@ -168,23 +168,25 @@ Result<std::vector<nlohmann::json>> run_kernel_suite(const KernelOptions& o, con
                 W.cols = s.cols;
                 W.row_bytes = w->row_bytes;
                 int copy = 0;
+                Threading th = Threading::Rows;
+                const int64_t nb = s.cols / kQ8ABlock;
                 auto run = [&] {
                     W.data = w->data.get() + w->bytes * static_cast<size_t>(copy);
                     copy = copy + 1 == w->copies ? 0 : copy + 1;
-                    for (int b = 0; b < B; ++b) {
-                        const float* xb = x.data() + static_cast<size_t>(b) * static_cast<size_t>(s.cols);
-                        float* yb = y.data() + static_cast<size_t>(b) * static_cast<size_t>(s.rows);
-                        if (fast) {
-                            k.quantize_acts_for(type)(xb, s.cols, acts.qs.data(), acts.d.data(), acts.sum.data());
-                            matvec_q8a(W, acts, yb, k);
-                        } else {
-                            matvec(W, xb, yb);
-                        }
+                    if (fast) {  // what Session::linear does: quantize the B input rows, one product
+                        for (int b = 0; b < B; ++b)
+                            k.quantize_acts_for(type)(x.data() + static_cast<size_t>(b) * static_cast<size_t>(s.cols), s.cols,
+                                                      acts.qs.data() + b * s.cols, acts.d.data() + b * nb, acts.sum.data() + b * nb);
+                        matmul_q8a(W, acts, y.data(), k, th);
+                    } else {
+                        matmul(W, x.data(), B, y.data());
                     }
                 };
-                for (int t : o.threads) {
+                for (int t : o.threads) for (Threading thr : o.threadings) {
+                    if (!fast && thr != o.threadings.front()) continue;  // the float path has one way
+                    th = thr;
                     ++done;
-                    const std::string what = fmt::format("{} {} {} b{} t{}", op.test, tt->name, shape_str(s), B, t);
+                    const std::string what = fmt::format("{} {} {} b{} t{} {}", op.test, tt->name, shape_str(s), B, t, threading_name(th));
                     double beside = 0;
                     for (double g : meter.measure(t, 3)) beside = std::max(beside, g);
                     omp_set_num_threads(t);
@@ -204,7 +206,9 @@ Result<std::vector<nlohmann::json>> run_kernel_suite(const KernelOptions& o, con
                     nlohmann::json r;
                     r["suite"] = "kernels";
                     r["test"] = op.test;
-                    r["id"] = fmt::format("kernels/{}/{}/{}/b{}/t{}", op.test, tt->name, shape_str(s), B, t);
+                    r["id"] = fmt::format("kernels/{}/{}/{}/b{}/t{}{}", op.test, tt->name, shape_str(s), B, t,
+                                          th == Threading::Rows ? std::string() : std::string("/") + threading_name(th));
+                    r["threading"] = fast ? threading_name(th) : "rows";
                     r["format"] = tt->name;
                     r["path"] = fast ? fmt::format("int8-{}", isa_name(k.isa)) : std::string("float-ref");
                     r["rows"] = s.rows;
@@ -219,7 +223,8 @@ Result<std::vector<nlohmann::json>> run_kernel_suite(const KernelOptions& o, con
                     r["roofline_gbps"] = roof;
                     r["pct_roofline"] = roof > 0 ? 100.0 * gbps / roof : 0.0;
                     r["bw_beside_gbps"] = beside;
-                    if (B > 1) r["note"] = fmt::format("{} GEMVs (no GEMM kernel yet)", B);
+                    if (B > 1 && fast && !k.gemm_for(type) && !(type == static_cast<uint32_t>(GgmlType::Q3_5) && k.gemm_rows_q3_5))
+                        r["note"] = fmt::format("{} dot products per row (no GEMM kernel for this format)", B);
                     rows.push_back(r);
                     const double el = now_s() - t_start;
                     if (log)

@@ -29,7 +29,7 @@ namespace pl::bench {
 struct ModelOptions {
     std::string model_path;                                // a GGUF; empty = synthetic shapes
     std::vector<std::string> shapes = {"llama-7b", "llama-70b"};
-    std::string type = "q4_0";                             // weight type of synthetic models
+    std::string type = "q3.5";                             // weight type of synthetic models
     int layers = 0;                                        // 0 = full, or layers_big when too large
     int layers_big = 2;
     std::string cache_dir;                                 // empty = default_cache_dir()

@@ -6,6 +6,9 @@
 #include "bench/report.h"
 #include "test_data.h"
 
+#include "kernels/cpu/kernels.h"
+#include "quant/formats.h"
+#include "quant/q3_5.h"
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -102,14 +105,22 @@ TEST(BenchReport, TinyRunHasEveryFormatAndBatch) {
             for (const auto& r : rep["results"]) {
                 if (r["format"] != f || r["batch"] != b) continue;
                 found = true;
-                EXPECT_EQ(r["test"], b == 1 ? "gemv" : "gemv_batch");
+                EXPECT_EQ(r["test"], b == 1 ? "gemv" : "gemm");
+                EXPECT_EQ(r["threading"], "rows");
                 EXPECT_EQ(r["rows"], 256);
                 EXPECT_EQ(r["threads"], 1);
                 EXPECT_GT(r["gbps"].get<double>(), 0);
                 EXPECT_GT(r["roofline_gbps"].get<double>(), 0);  // bandwidth of the same thread count
                 EXPECT_EQ(r["time_s"]["n"], 1);
                 EXPECT_EQ(r["path"].get<std::string>().rfind(f == "f16" || f == "f32" ? "float-ref" : "int8-", 0), 0u);
-                if (b > 1) EXPECT_TRUE(r.contains("note"));
+                // Batches are one product; only formats without a GEMM kernel say they loop dots.
+                if (b > 1) {
+                    const auto& k = pl::cpu_kernels();
+                    const uint32_t type = static_cast<uint32_t>(pl::type_traits_by_name(f)->type);
+                    const bool loops = k.dot_for(type) && !k.gemm_for(type) &&
+                                       !(type == pl::kQ3_5TypeId && k.gemm_rows_q3_5);
+                    EXPECT_EQ(r.contains("note"), loops) << f;
+                }
                 EXPECT_TRUE(ids.insert(r["id"].get<std::string>()).second) << "duplicate id " << r["id"];
             }
             EXPECT_TRUE(found) << f << " batch " << b;

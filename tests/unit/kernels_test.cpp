@@ -4,6 +4,7 @@
 #include "test_data.h"
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/ops.h"
 #include "quant/formats.h"
 #include "quant/q3_5.h"
 
@@ -267,6 +268,54 @@ TEST(Kernels, GemmRowsQ3_5MatchesReferenceDots) {
             }
         }
     }
+}
+
+// Every threading strategy of matmul_q8a gives the reference dots (any split of rows, columns or
+// activation rows only changes float summation order), for decode (m = 1) and batches, odd row
+// counts and q3.5 tails.
+TEST(Kernels, MatmulThreadingStrategiesAgree) {
+    const auto ref = pl::kernels_for(pl::Isa::Scalar);
+    const auto k = pl::kernels_for(pl::supported_isas().back());
+    std::mt19937 rng(17);
+    for (GgmlType t : {GgmlType::Q3_5, GgmlType::Q4_0, GgmlType::Q8_0}) {
+        for (int64_t n : {576, 1024}) {
+            const int64_t rows = 37;
+            const size_t rb = *pl::row_bytes(static_cast<uint32_t>(t), n);
+            std::vector<uint8_t> w;
+            for (int64_t r = 0; r < rows; ++r) {
+                auto wr = make_weights(t, n, 0, rng);
+                w.insert(w.end(), wr.begin(), wr.end());
+            }
+            pl::WeightView W;
+            W.name = "test";
+            W.type = static_cast<uint32_t>(t);
+            W.rows = rows;
+            W.cols = n;
+            W.row_bytes = rb;
+            W.data = w.data();
+            for (int64_t m : {1, 6}) {
+                pl::Q8Acts a;
+                a.resize(n, m);
+                auto x = make_input(n * m, 0, rng);
+                for (int64_t i = 0; i < m; ++i)
+                    ref.quantize_acts_for(W.type)(x.data() + i * n, n, a.qs.data() + i * n, a.d.data() + i * n / 32,
+                                                  a.sum.data() + i * n / 32);
+                std::vector<float> want(m * rows);
+                for (int64_t i = 0; i < m; ++i)
+                    for (int64_t r = 0; r < rows; ++r)
+                        want[i * rows + r] = ref.dot_for(W.type)(W.row(r), a.row_qs(i), a.row_d(i), a.row_sum(i), n);
+                for (auto th : {pl::Threading::Rows, pl::Threading::Nested, pl::Threading::Tiled, pl::Threading::Tasks}) {
+                    std::vector<float> y(m * rows, -1.0f);
+                    pl::matmul_q8a(W, a, y.data(), k, th);
+                    for (size_t i = 0; i < y.size(); ++i)
+                        EXPECT_NEAR(y[i], want[i], 1e-5 * (std::fabs(want[i]) + 1) * n / 32)
+                            << pl::type_traits(t)->name << " " << pl::threading_name(th) << " n=" << n << " m=" << m << " i=" << i;
+                }
+            }
+        }
+    }
+    EXPECT_EQ(pl::parse_threading("tiled"), pl::Threading::Tiled);
+    EXPECT_FALSE(pl::parse_threading("columns").has_value());
 }
 
 }  // namespace

@@ -7,7 +7,12 @@
 #include "quant/formats.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <utility>
+
+#include <omp.h>
+#include <unistd.h>
 #include <memory>
 #include <vector>
 
@@ -103,36 +108,162 @@ void matmul(const WeightView& W, const float* X, int64_t n, float* Y) {
 
 void matvec(const WeightView& W, const float* x, float* y) { matmul(W, x, 1, y); }
 
+const char* threading_name(Threading t) {
+    switch (t) {
+        case Threading::Rows: return "rows";
+        case Threading::Nested: return "nested";
+        case Threading::Tiled: return "tiled";
+        case Threading::Tasks: return "tasks";
+    }
+    return "?";
+}
+
+std::optional<Threading> parse_threading(std::string_view name) {
+    for (Threading t : {Threading::Rows, Threading::Nested, Threading::Tiled, Threading::Tasks})
+        if (name == threading_name(t)) return t;
+    return std::nullopt;
+}
+
+namespace {
+std::atomic<Threading> g_threading{Threading::Rows};
+
+int64_t l2_bytes() {
+    static const int64_t v = [] {
+        const long s = sysconf(_SC_LEVEL2_CACHE_SIZE);
+        return s > 0 ? static_cast<int64_t>(s) : int64_t{1} << 20;
+    }();
+    return v;
+}
+
+// One product, cut into work items: weight rows [r0, r1) x columns [k0, k1) x activation rows
+// [t0, t1). Column cuts fall on multiples of 256 (a q3.5 group, eight 32-blocks), so every piece is
+// made of whole blocks and only the last piece holds a q3.5 row's tail group.
+struct Product {
+    const WeightView& W;
+    const Q8Acts& a;
+    const CpuKernels& k;
+    DotQ8AFn dot;
+    GemmQ8AFn gemm = nullptr;
+    const uint8_t* au8 = nullptr;  // offset-binary activations for the q3.5 block GEMM, or null
+    size_t col_bytes(int64_t k0) const {
+        const TypeTraits* tt = type_traits(W.type);
+        return static_cast<size_t>(k0 / tt->block_elems) * tt->block_bytes;
+    }
+    // Y[t * ldy + r] for the item; with a column cut only one activation row (t1 = t0 + 1).
+    void run(int64_t r0, int64_t r1, int64_t k0, int64_t k1, int64_t t0, int64_t t1, float* Y, int64_t ldy) const {
+        const int64_t n = W.cols, nb = n / kQ8ABlock, m = t1 - t0;
+        if (r1 <= r0 || m <= 0) return;
+        if (k0 != 0 || k1 != n) {
+            const int64_t kn = k1 - k0;
+            for (int64_t r = r0; r < r1; ++r)
+                Y[t0 * ldy + r] = dot(W.row(r) + col_bytes(k0), a.qs.data() + t0 * n + k0, a.d.data() + t0 * nb + k0 / kQ8ABlock,
+                                      a.sum.data() + t0 * nb + k0 / kQ8ABlock, kn);
+            return;
+        }
+        if (au8) {
+            constexpr int64_t kR = CpuKernels::kGemmRowsQ3_5;
+            for (int64_t r = r0; r < r1; r += kR)
+                k.gemm_rows_q3_5(W.row(r), W.row_bytes, std::min(kR, r1 - r), n, au8 + t0 * n, a.d.data() + t0 * nb, m,
+                                 Y + t0 * ldy + r, ldy);
+            return;
+        }
+        for (int64_t r = r0; r < r1; ++r) {
+            if (gemm && m > 1)
+                gemm(W.row(r), n, a.qs.data() + t0 * n, a.d.data() + t0 * nb, a.sum.data() + t0 * nb, m, Y + t0 * ldy + r, ldy);
+            else
+                for (int64_t t = t0; t < t1; ++t)
+                    Y[t * ldy + r] = dot(W.row(r), a.row_qs(t), a.row_d(t), a.row_sum(t), n);
+        }
+    }
+};
+
+// [begin, end) split into `parts` nearly equal pieces, piece i; boundaries rounded to `align`.
+std::pair<int64_t, int64_t> split(int64_t begin, int64_t end, int parts, int i, int64_t align) {
+    auto at = [&](int j) {
+        if (j >= parts) return end;
+        const int64_t x = begin + (end - begin) * j / parts;
+        return std::min(end, begin + (x - begin) / align * align);
+    };
+    return {at(i), at(i + 1)};
+}
+
+}  // namespace
+
+Threading matmul_threading() { return g_threading.load(std::memory_order_relaxed); }
+void set_matmul_threading(Threading t) { g_threading.store(t, std::memory_order_relaxed); }
+
 void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels& k) {
+    matmul_q8a(W, a, Y, k, matmul_threading());
+}
+
+void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels& k, Threading threading) {
     const DotQ8AFn dot = k.dot_for(W.type);
     PL_CHECK(dot && a.n == W.cols, "matmul_q8a: no kernel for {} or width mismatch ({} vs {})", W.name, a.n, W.cols);
-    const int64_t rows = W.rows;
-    const int64_t n = a.rows;
-    if (n > 1 && W.type == static_cast<uint32_t>(GgmlType::Q3_5) && k.gemm_rows_q3_5) {
-        // Offset-binary activations once per call, then blocks of weight rows against all of them.
-        thread_local std::vector<uint8_t> au8;
+    const int64_t rows = W.rows, n = W.cols, m = a.rows;
+    Product P{W, a, k, dot};
+    P.gemm = m > 1 ? k.gemm_for(W.type) : nullptr;
+    thread_local std::vector<uint8_t> au8;
+    if (m > 1 && W.type == static_cast<uint32_t>(GgmlType::Q3_5) && k.gemm_rows_q3_5) {
+        // Offset-binary activations once per call for the q3.5 block GEMM.
         au8.resize(a.qs.size());
         for (size_t i = 0; i < au8.size(); ++i) au8[i] = static_cast<uint8_t>(a.qs[i] ^ 0x80);
-        constexpr int64_t kR = CpuKernels::kGemmRowsQ3_5;
-        const int64_t blocks = (rows + kR - 1) / kR;
-        const uint8_t* src = au8.data();
-#pragma omp parallel for schedule(static)
-        for (int64_t b = 0; b < blocks; ++b) {
-            const int64_t r0 = b * kR;
-            k.gemm_rows_q3_5(W.row(r0), W.row_bytes, std::min(kR, rows - r0), W.cols, src, a.d.data(), n, Y + r0, rows);
-        }
-        return;
+        P.au8 = au8.data();
     }
-    const GemmQ8AFn gemm = n > 1 ? k.gemm_for(W.type) : nullptr;
-    // Weight-stationary: each weight row is streamed from memory once and used for all n
-    // activation rows while it sits in L1.
+    constexpr int64_t kR = CpuKernels::kGemmRowsQ3_5;  // row blocks stay whole for the block GEMM
+    const int64_t blocks = (rows + kR - 1) / kR;
+    switch (threading) {
+        case Threading::Rows: {
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-        const uint8_t* wr = W.row(r);
-        if (gemm) {
-            gemm(wr, W.cols, a.qs.data(), a.d.data(), a.sum.data(), n, Y + r, rows);
-        } else {
-            for (int64_t i = 0; i < n; ++i) Y[i * rows + r] = dot(wr, a.row_qs(i), a.row_d(i), a.row_sum(i), W.cols);
+            for (int64_t b = 0; b < blocks; ++b) P.run(b * kR, std::min(rows, (b + 1) * kR), 0, n, 0, m, Y, rows);
+            return;
+        }
+        case Threading::Tasks: {
+            const int64_t grain = std::max<int64_t>(1, blocks / (8 * omp_get_max_threads()));
+#pragma omp parallel
+#pragma omp single
+#pragma omp taskloop grainsize(grain)
+            for (int64_t b = 0; b < blocks; ++b) P.run(b * kR, std::min(rows, (b + 1) * kR), 0, n, 0, m, Y, rows);
+            return;
+        }
+        case Threading::Tiled: {
+            const int64_t tile = std::max<int64_t>(kR, l2_bytes() / 2 / static_cast<int64_t>(W.row_bytes) / kR * kR);
+            const int64_t chunk = std::max<int64_t>(1, l2_bytes() / 4 / n);
+            const int64_t tiles = (rows + tile - 1) / tile;
+#pragma omp parallel for schedule(dynamic, 1)
+            for (int64_t i = 0; i < tiles; ++i)
+                for (int64_t t0 = 0; t0 < m; t0 += chunk)
+                    P.run(i * tile, std::min(rows, (i + 1) * tile), 0, n, t0, std::min(m, t0 + chunk), Y, rows);
+            return;
+        }
+        case Threading::Nested: {
+            // threads = row parts x second-level parts (2 when the team is even, else 1).
+            const int T = omp_get_max_threads();
+            const int P2 = (T % 2 == 0 && (m > 1 || n >= 2 * 256)) ? 2 : 1;
+            const int PR = std::max(1, T / P2);
+            thread_local std::vector<float> part;
+            if (m == 1 && P2 > 1) part.assign(static_cast<size_t>(P2) * static_cast<size_t>(rows), 0.0f);
+            float* pp = part.data();
+#pragma omp parallel num_threads(PR * P2)
+            {
+                const int id = omp_get_thread_num();
+                const int ir = id / P2, i2 = id % P2;
+                auto [r0, r1] = split(0, rows, PR, ir, kR);
+                if (m == 1 && P2 > 1) {
+                    auto [k0, k1] = split(0, n, P2, i2, 256);
+                    P.run(r0, r1, k0, k1, 0, 1, pp + static_cast<size_t>(i2) * rows, 0);
+#pragma omp barrier
+#pragma omp for schedule(static)
+                    for (int64_t r = 0; r < rows; ++r) {
+                        float s = 0.0f;
+                        for (int j = 0; j < P2; ++j) s += pp[static_cast<size_t>(j) * rows + r];
+                        Y[r] = s;
+                    }
+                } else {
+                    auto [t0, t1] = split(0, m, P2, i2, 1);
+                    P.run(r0, r1, 0, n, t0, t1, Y, rows);
+                }
+            }
+            return;
         }
     }
 }

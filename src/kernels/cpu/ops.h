@@ -9,7 +9,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "kernels/cpu/kernels.h"
 
@@ -57,9 +59,27 @@ void matmul(const WeightView& W, const float* X, int64_t n, float* Y);
 // The n = 1 case.
 void matvec(const WeightView& W, const float* x, float* y);
 
+// How matmul_q8a spreads one product over the OpenMP team (one parallel region per call, the
+// team's threads reused from call to call; docs/performance.md compares them):
+//   rows    static split of weight rows (whole rows per thread, contiguous)
+//   nested  a 2-D split: weight rows x a second level, columns (K) for one activation row (the
+//           partial sums are added at the end) or activation rows for several
+//   tiled   weight-row tiles of about half the L2, and for many activation rows, chunks of
+//           activation rows that fit a quarter of it, so a tile is reused from L2 per chunk
+//   tasks   OpenMP tasks over row blocks (taskloop): idle threads steal work
+enum class Threading { Rows, Nested, Tiled, Tasks };
+const char* threading_name(Threading t);
+// "rows", "nested", "tiled", "tasks"; nullopt for anything else.
+std::optional<Threading> parse_threading(std::string_view name);
+// The process-wide choice (default: rows, the fastest here by measurement).
+Threading matmul_threading();
+void set_matmul_threading(Threading t);
+
 // Y[i, r] = dot(W[r, :], a[i, :]) with an int8 kernel from `k` (which must have one for W.type);
-// a holds a.rows rows of W.cols quantized activations; Y: (a.rows, W.rows). Parallel over rows.
+// a holds a.rows rows of W.cols quantized activations; Y: (a.rows, W.rows). Threaded as chosen by
+// `threading` (default: matmul_threading()).
 void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels& k);
+void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels& k, Threading threading);
 // The single-row case (a.rows must be 1).
 void matvec_q8a(const WeightView& W, const Q8Acts& a, float* y, const CpuKernels& k);
 
