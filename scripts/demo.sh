@@ -14,6 +14,6 @@ echo "== model" >&2
 $bin info "$model" | head -n 20 >&2 || true
 echo "== generate (greedy, 64 tokens)" >&2
 $bin generate -m "$model" -p "The three primary colors are" -n 64 --temp 0
-echo "== benchmark: synthetic 2-layer llama-70b shape (q8_0), 16 tokens" >&2
-$bin synth --shape llama-70b --layers 2 --type q8_0 -o build/synth-llama70b-2l.gguf
-$bin generate -m build/synth-llama70b-2l.gguf -p "Hello" -n 16 --temp 0 --ids >/dev/null
+echo "== benchmark: synthetic 2-layer llama-70b shape in q3.5 (our 3.5-bit format), 16 tokens" >&2
+$bin synth --shape llama-70b --layers 2 --type q3.5 -o build/synth-llama70b-2l-q3.5.gguf
+$bin generate -m build/synth-llama70b-2l-q3.5.gguf -p "Hello" -n 16 --temp 0 --ids >/dev/null

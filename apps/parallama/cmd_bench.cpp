@@ -24,7 +24,7 @@ struct BenchCliOptions {
     std::string formats;
     std::string threads;
     std::string batches = "1";
-    std::string threadings = "rows";
+    std::string threadings = "tasks";
     int repeat = 0;
     int warmup = 1;
     double min_time = 0.05;

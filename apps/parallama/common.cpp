@@ -41,7 +41,7 @@ void add_sampling_options(CLI::App& app, SamplingParams& p) {
 }
 
 namespace {
-std::string g_threading = "rows";
+std::string g_threading = "tasks";
 }
 
 void add_threads_option(CLI::App& app, int& threads) {

@@ -184,7 +184,7 @@ Result<std::vector<nlohmann::json>> run_kernel_suite(const KernelOptions& o, con
                 };
                 for (int t : o.threads) for (Threading thr : o.threadings) {
                     if (!fast && thr != o.threadings.front()) continue;  // the float path has one way
-                    th = thr;
+                    th = fast ? thr : Threading::Rows;  // the float path always splits rows statically
                     ++done;
                     const std::string what = fmt::format("{} {} {} b{} t{} {}", op.test, tt->name, shape_str(s), B, t, threading_name(th));
                     double beside = 0;

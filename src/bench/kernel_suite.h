@@ -45,7 +45,7 @@ struct KernelOptions {
     std::vector<MatShape> shapes = default_kernel_shapes();
     std::vector<int> threads = {1};
     std::vector<int> batches = {1};
-    std::vector<Threading> threadings = {Threading::Rows};  // matmul_q8a strategies to compare
+    std::vector<Threading> threadings = {Threading::Tasks};  // matmul_q8a strategies to compare
     bool square = false;  // also the 8192x8192x8192 product (as 8192 GEMVs: slow)
     TimingOptions timing;
     uint64_t seed = 42;

@@ -5,6 +5,8 @@
 #include "format/gguf.h"
 #include "quant/formats.h"
 #include "quant/imatrix.h"
+#include "quant/q3_5.h"
+#include "core/log.h"
 #include "quant/quantize.h"
 
 #include <omp.h>
@@ -159,7 +161,9 @@ Status convert_tensor(const Plan& p, std::span<uint8_t> out, bool stats) {
     std::vector<float> scratch(per_thread * static_cast<size_t>(n_threads));  // allocated outside the region
     const float* imp = p.importance;
     double num = 0.0, den = 0.0;
-#pragma omp parallel num_threads(n_threads) reduction(+ : num, den)
+    int64_t saturated = 0;  // q3.5 sub-blocks whose rotated values exceed the largest scale
+    const bool is_q3_5 = r.dst_type == kQ3_5TypeId;
+#pragma omp parallel num_threads(n_threads) reduction(+ : num, den, saturated)
     {
         float* row = scratch.data() + per_thread * static_cast<size_t>(omp_get_thread_num());
         float* back = row + cols;
@@ -168,6 +172,7 @@ Status convert_tensor(const Plan& p, std::span<uint8_t> out, bool stats) {
             uint8_t* dst = out.data() + *dst_rb * static_cast<size_t>(i);
             src_tt->dequantize_row(t.data + *src_rb * static_cast<size_t>(i), row, cols);
             quantize(row, dst, cols, imp);
+            if (is_q3_5) saturated += q3_5_saturated_subblocks(row, cols);
             if (stats) {
                 dst_tt->dequantize_row(dst, back, cols);
                 for (int64_t j = 0; j < cols; ++j) {
@@ -179,6 +184,10 @@ Status convert_tensor(const Plan& p, std::span<uint8_t> out, bool stats) {
         }
     }
     if (stats) r.nmse = den > 0 ? num / den : 0.0;
+    if (saturated > 0)
+        PL_LOG_WARN("tensor '{}': {} of {} q3.5 sub-blocks saturate (rotated |w| above {:.1f}, clipped); "
+                    "consider --tensor-type '{}=q8_0'",
+                    t.name, saturated, rows * (cols / 16), 127.0f * q3_5_scale(255), t.name);
     return Status::ok();
 }
 

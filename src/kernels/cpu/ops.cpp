@@ -125,7 +125,7 @@ std::optional<Threading> parse_threading(std::string_view name) {
 }
 
 namespace {
-std::atomic<Threading> g_threading{Threading::Rows};
+std::atomic<Threading> g_threading{Threading::Tasks};
 
 int64_t l2_bytes() {
     static const int64_t v = [] {

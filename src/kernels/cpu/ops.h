@@ -71,7 +71,7 @@ enum class Threading { Rows, Nested, Tiled, Tasks };
 const char* threading_name(Threading t);
 // "rows", "nested", "tiled", "tasks"; nullopt for anything else.
 std::optional<Threading> parse_threading(std::string_view name);
-// The process-wide choice (default: rows, the fastest here by measurement).
+// The process-wide choice (default: tasks, the fastest here by measurement, docs/performance.md).
 Threading matmul_threading();
 void set_matmul_threading(Threading t);
 

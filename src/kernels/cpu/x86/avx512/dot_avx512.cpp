@@ -275,7 +275,7 @@ inline void q3_5_rows_group(const uint8_t* const* gp, int64_t g, const uint8_t* 
         const __m512i k = kFull ? _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + q3_5_scales_offset(g))))
                                 : _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << (g / 16)) - 1),
                                                                             p + q3_5_scales_offset(g)));
-        ws[r] = _mm512_mul_ps(q3_5_scale_bits(k), _mm512_set1_ps(kQ3_5ScalePow));
+        ws[r] = q3_5_scale_bits(k);
         __m512i c = _mm512_setzero_si512();
         for (int t = 0; t < 4; ++t) {
             const __m512i mag = _mm512_permutexvar_epi8(t == 0 ? mb : _mm512_srli_epi16(mb, 2 * t), lut);
@@ -292,12 +292,14 @@ inline void q3_5_rows_group(const uint8_t* const* gp, int64_t g, const uint8_t* 
         const uint8_t* at = au8 + t * n;
         __m512i a[4];
         for (int s = 0; s < 4; ++s) a[s] = kFull ? _mm512_loadu_si512(at + 64 * s) : _mm512_maskz_loadu_epi8(lanes, at + step * s);
-        const __m512 da = _mm512_set1_ps(d[t * nbs]);
+        const __m512 da = _mm512_set1_ps(d[t * nbs] * kQ3_5ScalePow);
         for (int r = 0; r < kR; ++r) {
             __m512i i = negc[r];
             for (int s = 0; s < 4; ++s) i = _mm512_dpbusd_epi32(i, a[s], w[r][s]);
+            // The same float operations, in the same order, as the decode kernel (q3_5_group), so
+            // a row's result does not depend on whether it was computed in a batch.
             __m512* ac = acc + r * m + t;
-            *ac = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(i), ws[r]), da, *ac);
+            *ac = _mm512_fmadd_ps(_mm512_mul_ps(ws[r], da), _mm512_cvtepi32_ps(i), *ac);
         }
     }
 }
