@@ -7,7 +7,9 @@
 #include "sampling/sampler.h"
 #include "tokenizer/tokenizer.h"
 
+#include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <cstdio>
 
 namespace pl::cli {
@@ -17,6 +19,7 @@ struct GenerateOptions {
     std::string model;
     std::string prompt;
     std::string prompt_ids;
+    std::string prompts_file;
     int n_predict = 128;
     int n_ctx = 0;
     int threads = 0;
@@ -30,8 +33,96 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// --prompts-file: every prompt is its own sequence, all decoded together (Session::decode), one
+// step per generated token; each sequence samples with its own sampler seeded like a lone run,
+// so every output equals what `generate -p` gives for that prompt alone.
+int run_generate_batch(const GenerateOptions& o, const Model& model, const Tokenizer& tok) {
+    const ModelConfig& cfg = model.config();
+    std::ifstream f(o.prompts_file);
+    if (!f) return fail("generate", err("cannot open --prompts-file {}", o.prompts_file));
+    std::vector<std::string> texts;
+    for (std::string line; std::getline(f, line);) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (!line.empty()) texts.push_back(line);
+    }
+    if (texts.empty()) return fail("generate", err("--prompts-file {} has no prompts (one per line)", o.prompts_file));
+    const int n = static_cast<int>(texts.size());
+    std::vector<std::vector<int32_t>> prompts;
+    size_t longest = 0, prompt_tokens = 0;
+    for (const auto& t : texts) {
+        auto ids = tok.encode(t, tok.add_bos_default() && !o.no_bos);
+        if (ids.empty()) ids.push_back(tok.bos_id() >= 0 ? tok.bos_id() : 0);
+        longest = std::max(longest, ids.size());
+        prompt_tokens += ids.size();
+        prompts.push_back(std::move(ids));
+    }
+    const int n_ctx = o.n_ctx > 0 ? o.n_ctx : static_cast<int>(longest) + o.n_predict;
+    if (static_cast<int64_t>(longest) + o.n_predict > n_ctx)
+        return fail("generate", err("the longest prompt ({} tokens) + -n {} exceeds the context size {}", longest, o.n_predict, n_ctx));
+    auto session = Session::create(model, n_ctx, false, 0, n);
+    if (!session) return fail("generate", session.status());
+    const size_t vocab = static_cast<size_t>(cfg.vocab_size);
+    std::vector<Sampler> samplers;
+    std::vector<std::vector<int32_t>> out(static_cast<size_t>(n));
+    std::vector<int> len(static_cast<size_t>(n));
+    std::vector<bool> done(static_cast<size_t>(n), false);
+    std::vector<pl::BatchEntry> entries;
+    for (int i = 0; i < n; ++i) {
+        samplers.emplace_back(o.sampling, cfg.vocab_size);
+        for (int32_t id : prompts[static_cast<size_t>(i)]) samplers.back().accept(id);
+        const auto& p = prompts[static_cast<size_t>(i)];
+        for (size_t j = 0; j < p.size(); ++j) entries.push_back({i, static_cast<int>(j), p[j], j + 1 == p.size()});
+        len[static_cast<size_t>(i)] = static_cast<int>(p.size());
+    }
+    std::vector<float> logits(static_cast<size_t>(n) * vocab);
+    std::vector<int> rows(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) rows[static_cast<size_t>(i)] = i;
+    const auto t0 = std::chrono::steady_clock::now();
+    if (Status s = (*session)->decode(entries, logits.data()); !s) return fail("generate", s);
+    const double t_prompt = seconds_since(t0);
+    const auto t1 = std::chrono::steady_clock::now();
+    int total = 0;
+    for (int step = 0; step < o.n_predict; ++step) {
+        entries.clear();
+        std::vector<int> next_rows;
+        for (size_t j = 0; j < rows.size(); ++j) {
+            const int i = rows[j];
+            std::span<float> row(logits.data() + j * vocab, vocab);
+            const int32_t next = samplers[static_cast<size_t>(i)].sample(row);
+            samplers[static_cast<size_t>(i)].accept(next);
+            out[static_cast<size_t>(i)].push_back(next);
+            ++total;
+            if ((!o.ignore_eos && tok.is_eog(next)) || step + 1 == o.n_predict) continue;
+            entries.push_back({i, len[static_cast<size_t>(i)]++, next, true});
+            next_rows.push_back(i);
+        }
+        rows = next_rows;
+        if (entries.empty()) break;
+        if (Status s = (*session)->decode(entries, logits.data()); !s) return fail("generate", s);
+    }
+    const double t_gen = seconds_since(t1);
+    for (int i = 0; i < n; ++i) {
+        const auto& ids = out[static_cast<size_t>(i)];
+        if (o.print_ids) {
+            std::string line;
+            for (size_t j = 0; j < ids.size(); ++j) line += (j ? " " : "") + std::to_string(ids[j]);
+            std::printf("[%d] %s\n", i, line.c_str());
+        } else {
+            std::printf("[%d] %s%s\n", i, texts[static_cast<size_t>(i)].c_str(), tok.decode(ids).c_str());
+        }
+    }
+    std::fflush(stdout);
+    std::fprintf(stderr, "batch: %d sequences\n", n);
+    std::fprintf(stderr, "prompt: %zu tokens in %.3f s (%.2f tokens/s)\n", prompt_tokens, t_prompt,
+                 t_prompt > 0 ? static_cast<double>(prompt_tokens) / t_prompt : 0.0);
+    std::fprintf(stderr, "generation: %d tokens in %.3f s (%.2f tokens/s aggregate)\n", total, t_gen, t_gen > 0 ? total / t_gen : 0.0);
+    return 0;
+}
+
 int run_generate(const GenerateOptions& o) {
     if (Status s = o.sampling.validate(); !s) return fail("generate", s);
+    if (!o.prompts_file.empty() && (!o.prompt.empty() || !o.prompt_ids.empty()))
+        return fail("generate", err("give either --prompts-file or -p/--prompt-ids, not both"));
     if (!o.prompt.empty() && !o.prompt_ids.empty()) return fail("generate", err("give either -p or --prompt-ids, not both"));
     apply_threads(o.threads);
     auto model = Model::load(o.model);
@@ -39,6 +130,7 @@ int run_generate(const GenerateOptions& o) {
     const ModelConfig& cfg = (*model)->config();
     auto tok = Tokenizer::from_gguf((*model)->file());
     if (!tok) return fail("generate", tok.status().with_context("tokenizer"));
+    if (!o.prompts_file.empty()) return run_generate_batch(o, **model, **tok);
 
     std::vector<int32_t> prompt;
     if (!o.prompt_ids.empty()) {
@@ -121,6 +213,9 @@ const CommandRegistrar kGenerate({"generate", "Generate text from a prompt", 20,
     app.add_option("-m,--model", o->model, "Model GGUF file")->required()->check(CLI::ExistingFile);
     app.add_option("-p,--prompt", o->prompt, "Prompt text");
     app.add_option("--prompt-ids", o->prompt_ids, "Prompt as token ids (\"1 2 3\"), instead of -p");
+    app.add_option("--prompts-file", o->prompts_file,
+                   "A file of prompts, one per line, generated together as one batch (per-sequence output, aggregate tokens/s)")
+        ->check(CLI::ExistingFile);
     app.add_option("-n,--n-predict", o->n_predict, "Tokens to generate")->check(CLI::Range(1, 1 << 20))->capture_default_str();
     app.add_option("-c,--ctx-size", o->n_ctx, "Context size (0 = enough for prompt + -n, at most the model's)")
         ->check(CLI::Range(0, 1 << 20));

@@ -236,23 +236,30 @@ uint64_t Model::n_params() const {
     return n;
 }
 
-Result<std::unique_ptr<Session>> Session::create(const Model& model, int n_ctx, bool reference, int n_batch) {
+Result<std::unique_ptr<Session>> Session::create(const Model& model, int n_ctx, bool reference, int n_batch, int n_seq) {
     const ModelConfig& c = model.config();
     if (n_ctx <= 0) n_ctx = std::min(c.context_length, 4096);
     if (n_ctx > (1 << 20)) return err("context size {} is too large", n_ctx);
     if (n_batch <= 0) n_batch = 64;
     if (n_batch > 4096) return err("batch size {} is too large (at most 4096)", n_batch);
+    if (n_seq <= 0) n_seq = 1;
+    if (n_seq > 4096) return err("{} sequences are too many (at most 4096)", n_seq);
     std::unique_ptr<Session> s(new Session(model));
     s->n_ctx_ = n_ctx;
+    s->n_seq_ = n_seq;
     s->n_batch_ = std::min(n_batch, n_ctx);
     s->n_threads_ = std::max(1, omp_get_max_threads());
     if (!reference) s->kernels_ = &cpu_kernels();
-    const size_t kv = static_cast<size_t>(c.n_layers) * static_cast<size_t>(n_ctx) * static_cast<size_t>(c.kv_dim);
+    const size_t kv = static_cast<size_t>(c.n_layers) * static_cast<size_t>(n_seq) * static_cast<size_t>(n_ctx) *
+                      static_cast<size_t>(c.kv_dim);
     s->key_cache_ = static_cast<float*>(std::calloc(kv, sizeof(float)));
     s->value_cache_ = static_cast<float*>(std::calloc(kv, sizeof(float)));
     if (!s->key_cache_ || !s->value_cache_)
-        return err("cannot allocate the KV cache: {} MiB for a context of {} tokens", 2 * kv * sizeof(float) >> 20, n_ctx);
+        return err("cannot allocate the KV cache: {} MiB for {} sequence(s) of {} tokens", 2 * kv * sizeof(float) >> 20,
+                   n_seq, n_ctx);
     const size_t nb = static_cast<size_t>(s->n_batch_);
+    s->k_new_.resize(nb * c.kv_dim);
+    s->v_new_.resize(nb * c.kv_dim);
     s->x_.resize(nb * c.dim);
     s->xb_.resize(nb * c.dim);
     s->xb2_.resize(nb * c.dim);
@@ -288,6 +295,38 @@ Status Session::eval(std::span<const int32_t> tokens, float* logits_out, bool al
     return Status::ok();
 }
 
+Status Session::decode(std::span<const BatchEntry> entries, float* logits_out) {
+    const ModelConfig& c = model_.config();
+    for (size_t i = 0; i < entries.size(); ++i) {
+        const BatchEntry& e = entries[i];
+        if (e.seq < 0 || e.seq >= n_seq_) return err("entry {}: sequence {} is out of range [0, {})", i, e.seq, n_seq_);
+        if (e.pos < 0 || e.pos >= n_ctx_) return err("entry {}: position {} is outside the context [0, {})", i, e.pos, n_ctx_);
+        if (e.token < 0 || e.token >= c.vocab_size)
+            return err("entry {}: token id {} is out of range [0, {})", i, e.token, c.vocab_size);
+    }
+    const size_t vocab = static_cast<size_t>(c.vocab_size);
+    std::vector<int32_t> tokens;
+    std::vector<int> seqs, pos, rows;
+    for (size_t i0 = 0; i0 < entries.size(); i0 += static_cast<size_t>(n_batch_)) {
+        const int n = static_cast<int>(std::min(entries.size() - i0, static_cast<size_t>(n_batch_)));
+        tokens.clear();
+        seqs.clear();
+        pos.clear();
+        rows.clear();
+        for (int i = 0; i < n; ++i) {
+            const BatchEntry& e = entries[i0 + static_cast<size_t>(i)];
+            tokens.push_back(e.token);
+            seqs.push_back(e.seq);
+            pos.push_back(e.pos);
+            if (e.logits) rows.push_back(i);
+        }
+        forward_entries(tokens.data(), seqs.data(), pos.data(), n, rows.empty() ? nullptr : logits_out, rows.data(),
+                        static_cast<int>(rows.size()));
+        if (logits_out) logits_out += rows.size() * vocab;
+    }
+    return Status::ok();
+}
+
 void Session::linear(const WeightView& W, const float* X, int n, float* Y, Q8Acts& xq, bool& xq_valid) {
     if (observer_)
         for (int i = 0; i < n; ++i) observer_(W, X + static_cast<size_t>(i) * W.cols);
@@ -317,10 +356,23 @@ void Session::linear(const WeightView& W, const float* X, int n, float* Y, Q8Act
     }
 }
 
-// n tokens through the model at positions pos0.. (llama2.c's forward, generalised to a batch of
-// consecutive tokens, GQA, partial rotary dims, rope frequency factors and any weight type). The
-// per-token arithmetic is identical to running the tokens one at a time.
+// n tokens of sequence 0 at positions pos0.. (the single-sequence path of eval()).
 void Session::forward_batch(const int32_t* tokens, int n, int pos0, float* logits, bool all_logits) {
+    seqs_.assign(static_cast<size_t>(n), 0);
+    pos_.resize(static_cast<size_t>(n));
+    rows_.clear();
+    for (int i = 0; i < n; ++i) {
+        pos_[static_cast<size_t>(i)] = pos0 + i;
+        if (all_logits || i == n - 1) rows_.push_back(i);
+    }
+    forward_entries(tokens, seqs_.data(), pos_.data(), n, logits, rows_.data(), logits ? static_cast<int>(rows_.size()) : 0);
+}
+
+// n entries through the model (llama2.c's forward, generalised to a batch of tokens from any
+// sequences at any positions, GQA, partial rotary dims, rope frequency factors and any weight
+// type). The per-entry arithmetic is identical to running the tokens one at a time.
+void Session::forward_entries(const int32_t* tokens, const int* seqs, const int* pos, int n, float* logits,
+                              const int* logit_rows, int n_logit_rows) {
     const ModelConfig& c = model_.config();
     const int dim = c.dim;
     const int head_dim = c.head_dim;
@@ -328,6 +380,12 @@ void Session::forward_batch(const int32_t* tokens, int n, int pos0, float* logit
     const int kv_mul = c.n_heads / c.n_kv_heads;
     const float* freq_factors = model_.rope_freqs().empty() ? nullptr : model_.rope_freqs().data();
     float* x = x_.data();
+    // Row of (layer, sequence, position) in the caches.
+    const size_t slot = static_cast<size_t>(n_ctx_) * static_cast<size_t>(kv_dim);
+    auto kv_row = [&](int l, int s, int t) {
+        return (static_cast<size_t>(l) * static_cast<size_t>(n_seq_) + static_cast<size_t>(s)) * slot +
+               static_cast<size_t>(t) * static_cast<size_t>(kv_dim);
+    };
 
     for (int i = 0; i < n; ++i) dequantize_row(model_.token_embd(), tokens[i], x + static_cast<size_t>(i) * dim);
 
@@ -336,17 +394,18 @@ void Session::forward_batch(const int32_t* tokens, int n, int pos0, float* logit
         for (int i = 0; i < n; ++i)
             rmsnorm(xb_.data() + static_cast<size_t>(i) * dim, x + static_cast<size_t>(i) * dim, L.attn_norm.data(), dim, c.rms_eps);
 
-        // K and V rows of this step land directly in the cache: (n_ctx, kv_dim) per layer.
-        const size_t loff = static_cast<size_t>(l) * static_cast<size_t>(n_ctx_) * static_cast<size_t>(kv_dim);
-        float* k_rows = key_cache_ + loff + static_cast<size_t>(pos0) * kv_dim;
-        float* v_rows = value_cache_ + loff + static_cast<size_t>(pos0) * kv_dim;
         bool xq_valid = false;
         linear(L.wq, xb_.data(), n, q_.data(), xq_, xq_valid);
-        linear(L.wk, xb_.data(), n, k_rows, xq_, xq_valid);
-        linear(L.wv, xb_.data(), n, v_rows, xq_, xq_valid);
+        linear(L.wk, xb_.data(), n, k_new_.data(), xq_, xq_valid);
+        linear(L.wv, xb_.data(), n, v_new_.data(), xq_, xq_valid);
         for (int i = 0; i < n; ++i) {
-            rope(q_.data() + static_cast<size_t>(i) * dim, c.n_heads, head_dim, c.n_rot, pos0 + i, c.rope_theta, freq_factors);
-            rope(k_rows + static_cast<size_t>(i) * kv_dim, c.n_kv_heads, head_dim, c.n_rot, pos0 + i, c.rope_theta, freq_factors);
+            float* k = k_new_.data() + static_cast<size_t>(i) * kv_dim;
+            rope(q_.data() + static_cast<size_t>(i) * dim, c.n_heads, head_dim, c.n_rot, pos[i], c.rope_theta, freq_factors);
+            rope(k, c.n_kv_heads, head_dim, c.n_rot, pos[i], c.rope_theta, freq_factors);
+            // This step's K and V rows go to their sequences' slots before any entry attends.
+            std::memcpy(key_cache_ + kv_row(l, seqs[i], pos[i]), k, static_cast<size_t>(kv_dim) * sizeof(float));
+            std::memcpy(value_cache_ + kv_row(l, seqs[i], pos[i]), v_new_.data() + static_cast<size_t>(i) * kv_dim,
+                        static_cast<size_t>(kv_dim) * sizeof(float));
         }
 
         const float sqrt_head_dim = std::sqrt(static_cast<float>(head_dim));
@@ -354,21 +413,23 @@ void Session::forward_batch(const int32_t* tokens, int n, int pos0, float* logit
 #pragma omp parallel for collapse(2) schedule(static)
         for (int i = 0; i < n; ++i) {
             for (int h = 0; h < n_heads; ++h) {
-                const int pos = pos0 + i;  // causal: token i sees positions 0..pos
+                const int p = pos[i];  // causal: the entry sees positions 0..p of its sequence
+                const float* kbase = key_cache_ + kv_row(l, seqs[i], 0);
+                const float* vbase = value_cache_ + kv_row(l, seqs[i], 0);
                 const float* q = q_.data() + static_cast<size_t>(i) * dim + static_cast<size_t>(h) * head_dim;
                 float* att = att_.data() + static_cast<size_t>(omp_get_thread_num()) * n_ctx_;
                 const size_t kv_off = static_cast<size_t>(h / kv_mul) * head_dim;
-                for (int t = 0; t <= pos; ++t) {
-                    const float* k = key_cache_ + loff + static_cast<size_t>(t) * kv_dim + kv_off;
+                for (int t = 0; t <= p; ++t) {
+                    const float* k = kbase + static_cast<size_t>(t) * kv_dim + kv_off;
                     float score = 0.0f;
                     for (int j = 0; j < head_dim; ++j) score += q[j] * k[j];
                     att[t] = score / sqrt_head_dim;
                 }
-                softmax(att, pos + 1);
+                softmax(att, p + 1);
                 float* out = xb_.data() + static_cast<size_t>(i) * dim + static_cast<size_t>(h) * head_dim;
                 std::fill(out, out + head_dim, 0.0f);
-                for (int t = 0; t <= pos; ++t) {
-                    const float* v = value_cache_ + loff + static_cast<size_t>(t) * kv_dim + kv_off;
+                for (int t = 0; t <= p; ++t) {
+                    const float* v = vbase + static_cast<size_t>(t) * kv_dim + kv_off;
                     const float a = att[t];
                     for (int j = 0; j < head_dim; ++j) out[j] += a * v[j];
                 }
@@ -389,15 +450,16 @@ void Session::forward_batch(const int32_t* tokens, int n, int pos0, float* logit
         for (size_t j = 0; j < static_cast<size_t>(n) * dim; ++j) x[j] += xb2_[j];
     }
 
-    if (!logits) return;
-    // Only the rows whose logits are wanted go through the output head.
-    const int first = all_logits ? 0 : n - 1;
-    const int m = n - first;
-    float* xr = x + static_cast<size_t>(first) * dim;
-    for (int i = 0; i < m; ++i)
-        rmsnorm(xr + static_cast<size_t>(i) * dim, xr + static_cast<size_t>(i) * dim, model_.output_norm().data(), dim, c.rms_eps);
+    if (!logits || n_logit_rows <= 0) return;
+    // Only the rows whose logits are wanted go through the output head (gathered in order).
+    for (int j = 0; j < n_logit_rows; ++j) {
+        float* dst = x + static_cast<size_t>(j) * dim;
+        const float* src = x + static_cast<size_t>(logit_rows[j]) * dim;
+        if (dst != src) std::memmove(dst, src, static_cast<size_t>(dim) * sizeof(float));
+        rmsnorm(dst, dst, model_.output_norm().data(), dim, c.rms_eps);
+    }
     bool xq_valid = false;
-    linear(model_.output(), xr, m, logits, xq_, xq_valid);
+    linear(model_.output(), x, n_logit_rows, logits, xq_, xq_valid);
 }
 
 }  // namespace pl

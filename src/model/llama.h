@@ -85,6 +85,14 @@ private:
 
 // Per-sequence state: the KV cache and scratch buffers, sized once from the config.
 // Memory is reserved with calloc so untouched KV pages cost nothing until used.
+// One token of a continuous batch: sequence `seq` (a KV slot, 0 .. n_seq-1) at position `pos`.
+struct BatchEntry {
+    int seq = 0;
+    int pos = 0;
+    int32_t token = 0;
+    bool logits = false;  // this entry's logits are wanted
+};
+
 class Session {
 public:
     // n_ctx <= 0 means min(model context, 4096). `reference` selects the float reference path
@@ -92,13 +100,16 @@ public:
     // Q4_1, ...) multiply int8-quantized activations with the selected ISA's kernels.
     // n_batch (<= 0: 64) is how many tokens one forward step processes together: each weight
     // matrix is streamed from memory once per step (prompt processing is matrix-matrix).
+    // n_seq (<= 0: 1) sequences can be decoded together (decode()); each has its own KV slot of
+    // n_ctx positions.
     static Result<std::unique_ptr<Session>> create(const Model& model, int n_ctx = 0, bool reference = false,
-                                                   int n_batch = 0);
+                                                   int n_batch = 0, int n_seq = 1);
     ~Session();
 
     int n_ctx() const { return n_ctx_; }
     int n_batch() const { return n_batch_; }
-    int n_past() const { return n_past_; }  // tokens already in the KV cache
+    int n_seq() const { return n_seq_; }
+    int n_past() const { return n_past_; }  // tokens already in the KV cache (eval(): sequence 0)
     void reset() { n_past_ = 0; }
     // Called with every matrix product's float input (W.cols values per token) before it is
     // quantized, in forward order; for importance matrices and activation statistics. Empty = off.
@@ -114,11 +125,25 @@ public:
     // context would overflow or a token id is out of range. Results do not depend on n_batch.
     Status eval(std::span<const int32_t> tokens, float* logits_out, bool all_logits = false);
 
+    // Continuous batching: the entries, from any sequences at any positions (prompt chunks and
+    // single decode tokens mixed), run as forward steps of up to n_batch entries, in order. Each
+    // entry's K/V go into its sequence's slot at its position, and it attends to positions
+    // 0..pos of that slot, which must already be filled (earlier, or by entries before it). Every
+    // weight matrix is streamed once per step for all entries. logits_out receives vocab_size
+    // floats per entry with `logits` set, in entry order. An entry's result is bit-identical to
+    // running its sequence alone. Fails without running anything on a bad sequence, position or
+    // token. Does not touch n_past() (the caller tracks each sequence's length).
+    Status decode(std::span<const BatchEntry> entries, float* logits_out);
+
 private:
     explicit Session(const Model& m) : model_(m) {}
     // n tokens at positions pos0..pos0+n-1 (n <= n_batch). logits: (n, vocab) when all_logits,
     // else the last token's (vocab); null for none.
     void forward_batch(const int32_t* tokens, int n, int pos0, float* logits, bool all_logits);
+    // The general step: entry i is token tokens[i] of sequence seqs[i] at position pos[i]; the
+    // logits of the rows listed in logit_rows (ascending) go to logits, one vocab row each.
+    void forward_entries(const int32_t* tokens, const int* seqs, const int* pos, int n, float* logits,
+                         const int* logit_rows, int n_logit_rows);
     // Y = X W^T for n rows of X; `xq` caches X's int8 quantization across matrices sharing the
     // input (reset `xq_valid` whenever X changes).
     void linear(const WeightView& W, const float* X, int n, float* Y, Q8Acts& xq, bool& xq_valid);
@@ -129,9 +154,13 @@ private:
     int n_ctx_ = 0;
     int n_batch_ = 0;
     int n_past_ = 0;
+    int n_seq_ = 1;
     int n_threads_ = 1;             // OpenMP threads the attention scratch is sized for
-    float* key_cache_ = nullptr;    // (n_layers, n_ctx, kv_dim)
-    float* value_cache_ = nullptr;  // (n_layers, n_ctx, kv_dim)
+    float* key_cache_ = nullptr;    // (n_layers, n_seq, n_ctx, kv_dim)
+    float* value_cache_ = nullptr;  // (n_layers, n_seq, n_ctx, kv_dim)
+    std::vector<float> k_new_;      // (n_batch, kv_dim) this step's keys before they go to their slots
+    std::vector<float> v_new_;      // (n_batch, kv_dim)
+    std::vector<int> seqs_, pos_, rows_;  // per-step scratch of forward_batch
     std::vector<float> x_;          // (n_batch, dim) residual stream
     std::vector<float> xb_;         // (n_batch, dim) normed input / attention output
     std::vector<float> xb2_;        // (n_batch, dim)

@@ -3,8 +3,11 @@
 // logits dump, synthetic models, and bad input.
 #include "test_data.h"
 
+#include <fstream>
+
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 namespace {
 
@@ -27,6 +30,37 @@ TEST(GenerateCli, StoriesGgufGreedy200MatchesRunC) {
     ASSERT_EQ(r.rc, 0) << r.err;
     EXPECT_EQ(parse_ints(r.out), reference_ids(200));
     EXPECT_NE(r.err.find("tokens/s"), std::string::npos) << r.err;
+}
+
+// A file of prompts runs as one batch; each sequence's output equals a lone run of its prompt,
+// greedy and sampled (same seed), and the aggregate speed is reported.
+TEST(GenerateCli, PromptsFileBatchEqualsLoneRuns) {
+    const std::string gguf = pl::test::model_file("stories260K/stories260K-f32.gguf");
+    PL_REQUIRE_DATA(gguf, "stories260K/stories260K-f32.gguf");
+    const std::string dir = pl::test::make_temp_dir("gen_batch");
+    const std::vector<std::string> prompts = {"Once upon a time", "The little dog", "Lily went to the park and", "Tom"};
+    {
+        std::ofstream f(dir + "/prompts.txt");
+        for (const auto& p : prompts) f << p << "\n\n";  // blank lines are skipped
+    }
+    for (const std::string sampling : {"--temp 0", "--temp 0.8 --seed 7"}) {
+        auto r = run_cmd(parallama_bin() + " generate -m " + q(gguf) + " --prompts-file " + q(dir + "/prompts.txt") +
+                         " -n 24 --ids " + sampling);
+        ASSERT_EQ(r.rc, 0) << r.err;
+        EXPECT_NE(r.err.find("batch: 4 sequences"), std::string::npos) << r.err;
+        EXPECT_NE(r.err.find("aggregate"), std::string::npos) << r.err;
+        for (size_t i = 0; i < prompts.size(); ++i) {
+            auto one = run_cmd(parallama_bin() + " generate -m " + q(gguf) + " -p " + q(prompts[i]) + " -n 24 --ids " + sampling);
+            ASSERT_EQ(one.rc, 0) << one.err;
+            std::string ids = one.out;
+            while (!ids.empty() && (ids.back() == '\n' || ids.back() == ' ')) ids.pop_back();
+            const std::string want = "[" + std::to_string(i) + "] " + ids + "\n";
+            EXPECT_NE(r.out.find(want), std::string::npos) << sampling << ": sequence " << i << " wants " << want << "got\n" << r.out;
+        }
+    }
+    auto bad = run_cmd(parallama_bin() + " generate -m " + q(gguf) + " --prompts-file " + q(dir + "/prompts.txt") + " -p hi");
+    EXPECT_NE(bad.rc, 0);
+    EXPECT_NE(bad.err.find("not both"), std::string::npos) << bad.err;
 }
 
 TEST(GenerateCli, ConvertedLlama2cCheckpointMatchesRunC) {

@@ -261,6 +261,11 @@ TEST(Kernels, GemmRowsQ3_5MatchesReferenceDots) {
                                                         a.sum.data() + i * n / 32, n);
                         EXPECT_NEAR(y[i * ldy + r], want, 1e-5 * (std::fabs(want) + 1) * n / 32)
                             << "n=" << n << " rows=" << nrows << " m=" << m << " r=" << r << " i=" << i;
+                        // Bit-identical to the same ISA's decode kernel: a row's result must not
+                        // depend on the batch it was computed in (batched == unbatched outputs).
+                        EXPECT_EQ(y[i * ldy + r], k.dot_q3_5(w.data() + r * rb, a.qs.data() + i * n, a.d.data() + i * n / 32,
+                                                             a.sum.data() + i * n / 32, n))
+                            << "n=" << n << " rows=" << nrows << " m=" << m << " r=" << r << " i=" << i;
                     }
                     EXPECT_EQ(y[i * ldy + nrows], -12345.0f);
                     EXPECT_EQ(y[i * ldy + nrows + 1], -12345.0f);
