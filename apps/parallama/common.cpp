@@ -2,6 +2,7 @@
 #include "common.h"
 
 #include "kernels/cpu/ops.h"
+#include "model/llama.h"
 
 #include <omp.h>
 
@@ -42,6 +43,7 @@ void add_sampling_options(CLI::App& app, SamplingParams& p) {
 
 namespace {
 std::string g_threading = "tasks";
+std::string g_kv_type = "f32";
 }
 
 void add_threads_option(CLI::App& app, int& threads) {
@@ -50,11 +52,15 @@ void add_threads_option(CLI::App& app, int& threads) {
                    "How a matrix product is split over the threads: rows | nested | tiled | tasks (docs/performance.md)")
         ->check(CLI::IsMember({"rows", "nested", "tiled", "tasks"}))
         ->capture_default_str();
+    app.add_option("--kv-type", g_kv_type, "KV cache element type: f32 | f16 (half the memory)")
+        ->check(CLI::IsMember({"f32", "f16"}))
+        ->capture_default_str();
 }
 
 void apply_threads(int threads) {
     if (threads > 0) omp_set_num_threads(threads);
     if (auto t = parse_threading(g_threading)) set_matmul_threading(*t);
+    if (auto k = parse_kv_type(g_kv_type)) set_default_kv_type(*k);
 }
 
 }  // namespace pl::cli

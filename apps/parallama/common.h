@@ -20,7 +20,8 @@ Result<std::vector<int32_t>> parse_ids(const std::string& text);
 // --repeat-last-n --seed.
 void add_sampling_options(CLI::App& app, SamplingParams& p);
 
-// -t/--threads: OpenMP threads (0 = all cores). apply_threads() sets it.
+// -t/--threads (OpenMP threads, 0 = all cores), --threading (matmul strategy) and --kv-type
+// (KV cache element type); apply_threads() applies all three.
 void add_threads_option(CLI::App& app, int& threads);
 void apply_threads(int threads);
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <atomic>
 #include <cstring>
 
 #include <omp.h>
@@ -236,7 +237,23 @@ uint64_t Model::n_params() const {
     return n;
 }
 
-Result<std::unique_ptr<Session>> Session::create(const Model& model, int n_ctx, bool reference, int n_batch, int n_seq) {
+const char* kv_type_name(KvType t) { return t == KvType::F16 ? "f16" : "f32"; }
+
+std::optional<KvType> parse_kv_type(std::string_view name) {
+    if (name == "f32") return KvType::F32;
+    if (name == "f16") return KvType::F16;
+    return std::nullopt;
+}
+
+namespace {
+std::atomic<KvType> g_kv_type{KvType::F32};
+}  // namespace
+
+KvType default_kv_type() { return g_kv_type.load(std::memory_order_relaxed); }
+void set_default_kv_type(KvType t) { g_kv_type.store(t, std::memory_order_relaxed); }
+
+Result<std::unique_ptr<Session>> Session::create(const Model& model, int n_ctx, bool reference, int n_batch, int n_seq,
+                                                 std::optional<KvType> kv_type) {
     const ModelConfig& c = model.config();
     if (n_ctx <= 0) n_ctx = std::min(c.context_length, 4096);
     if (n_ctx > (1 << 20)) return err("context size {} is too large", n_ctx);
@@ -247,16 +264,20 @@ Result<std::unique_ptr<Session>> Session::create(const Model& model, int n_ctx, 
     std::unique_ptr<Session> s(new Session(model));
     s->n_ctx_ = n_ctx;
     s->n_seq_ = n_seq;
+    s->kv_type_ = kv_type.value_or(default_kv_type());
+    static const CpuKernels scalar = kernels_for(Isa::Scalar);
+    s->kv_kernels_ = reference ? &scalar : &cpu_kernels();
     s->n_batch_ = std::min(n_batch, n_ctx);
     s->n_threads_ = std::max(1, omp_get_max_threads());
     if (!reference) s->kernels_ = &cpu_kernels();
     const size_t kv = static_cast<size_t>(c.n_layers) * static_cast<size_t>(n_seq) * static_cast<size_t>(n_ctx) *
                       static_cast<size_t>(c.kv_dim);
-    s->key_cache_ = static_cast<float*>(std::calloc(kv, sizeof(float)));
-    s->value_cache_ = static_cast<float*>(std::calloc(kv, sizeof(float)));
+    const size_t elem = s->kv_type_ == KvType::F16 ? sizeof(uint16_t) : sizeof(float);
+    s->key_cache_ = std::calloc(kv, elem);
+    s->value_cache_ = std::calloc(kv, elem);
     if (!s->key_cache_ || !s->value_cache_)
-        return err("cannot allocate the KV cache: {} MiB for {} sequence(s) of {} tokens", 2 * kv * sizeof(float) >> 20,
-                   n_seq, n_ctx);
+        return err("cannot allocate the KV cache: {} MiB ({}) for {} sequence(s) of {} tokens", 2 * kv * elem >> 20,
+                   kv_type_name(s->kv_type_), n_seq, n_ctx);
     const size_t nb = static_cast<size_t>(s->n_batch_);
     s->k_new_.resize(nb * c.kv_dim);
     s->v_new_.resize(nb * c.kv_dim);
@@ -380,6 +401,7 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
     const int kv_mul = c.n_heads / c.n_kv_heads;
     const float* freq_factors = model_.rope_freqs().empty() ? nullptr : model_.rope_freqs().data();
     float* x = x_.data();
+    const bool f16 = kv_type_ == KvType::F16;
     // Row of (layer, sequence, position) in the caches.
     const size_t slot = static_cast<size_t>(n_ctx_) * static_cast<size_t>(kv_dim);
     auto kv_row = [&](int l, int s, int t) {
@@ -403,9 +425,15 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
             rope(q_.data() + static_cast<size_t>(i) * dim, c.n_heads, head_dim, c.n_rot, pos[i], c.rope_theta, freq_factors);
             rope(k, c.n_kv_heads, head_dim, c.n_rot, pos[i], c.rope_theta, freq_factors);
             // This step's K and V rows go to their sequences' slots before any entry attends.
-            std::memcpy(key_cache_ + kv_row(l, seqs[i], pos[i]), k, static_cast<size_t>(kv_dim) * sizeof(float));
-            std::memcpy(value_cache_ + kv_row(l, seqs[i], pos[i]), v_new_.data() + static_cast<size_t>(i) * kv_dim,
-                        static_cast<size_t>(kv_dim) * sizeof(float));
+            const float* v = v_new_.data() + static_cast<size_t>(i) * kv_dim;
+            const size_t at = kv_row(l, seqs[i], pos[i]);
+            if (f16) {
+                kv_kernels_->to_f16(k, static_cast<uint16_t*>(key_cache_) + at, kv_dim);
+                kv_kernels_->to_f16(v, static_cast<uint16_t*>(value_cache_) + at, kv_dim);
+            } else {
+                std::memcpy(static_cast<float*>(key_cache_) + at, k, static_cast<size_t>(kv_dim) * sizeof(float));
+                std::memcpy(static_cast<float*>(value_cache_) + at, v, static_cast<size_t>(kv_dim) * sizeof(float));
+            }
         }
 
         const float sqrt_head_dim = std::sqrt(static_cast<float>(head_dim));
@@ -414,11 +442,23 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
         for (int i = 0; i < n; ++i) {
             for (int h = 0; h < n_heads; ++h) {
                 const int p = pos[i];  // causal: the entry sees positions 0..p of its sequence
-                const float* kbase = key_cache_ + kv_row(l, seqs[i], 0);
-                const float* vbase = value_cache_ + kv_row(l, seqs[i], 0);
+                const size_t base = kv_row(l, seqs[i], 0);
                 const float* q = q_.data() + static_cast<size_t>(i) * dim + static_cast<size_t>(h) * head_dim;
                 float* att = att_.data() + static_cast<size_t>(omp_get_thread_num()) * n_ctx_;
                 const size_t kv_off = static_cast<size_t>(h / kv_mul) * head_dim;
+                float* out = xb_.data() + static_cast<size_t>(i) * dim + static_cast<size_t>(h) * head_dim;
+                if (f16) {
+                    const uint16_t* kb = static_cast<const uint16_t*>(key_cache_) + base + kv_off;
+                    const uint16_t* vb = static_cast<const uint16_t*>(value_cache_) + base + kv_off;
+                    for (int t = 0; t <= p; ++t)
+                        att[t] = kv_kernels_->dot_f16(q, kb + static_cast<size_t>(t) * kv_dim, head_dim) / sqrt_head_dim;
+                    softmax(att, p + 1);
+                    std::fill(out, out + head_dim, 0.0f);
+                    for (int t = 0; t <= p; ++t) kv_kernels_->axpy_f16(out, att[t], vb + static_cast<size_t>(t) * kv_dim, head_dim);
+                    continue;
+                }
+                const float* kbase = static_cast<const float*>(key_cache_) + base;
+                const float* vbase = static_cast<const float*>(value_cache_) + base;
                 for (int t = 0; t <= p; ++t) {
                     const float* k = kbase + static_cast<size_t>(t) * kv_dim + kv_off;
                     float score = 0.0f;
@@ -426,7 +466,6 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
                     att[t] = score / sqrt_head_dim;
                 }
                 softmax(att, p + 1);
-                float* out = xb_.data() + static_cast<size_t>(i) * dim + static_cast<size_t>(h) * head_dim;
                 std::fill(out, out + head_dim, 0.0f);
                 for (int t = 0; t <= p; ++t) {
                     const float* v = vbase + static_cast<size_t>(t) * kv_dim + kv_off;

@@ -14,8 +14,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace pl {
@@ -85,6 +87,15 @@ private:
 
 // Per-sequence state: the KV cache and scratch buffers, sized once from the config.
 // Memory is reserved with calloc so untouched KV pages cost nothing until used.
+// Element type of the KV cache: f32 (exact) or f16 (half the memory and the attention traffic;
+// keys and values rounded to nearest even).
+enum class KvType { F32, F16 };
+const char* kv_type_name(KvType t);
+std::optional<KvType> parse_kv_type(std::string_view name);  // "f32", "f16"
+// The type Session::create uses when none is given (f32 unless set, e.g. by --kv-type).
+KvType default_kv_type();
+void set_default_kv_type(KvType t);
+
 // One token of a continuous batch: sequence `seq` (a KV slot, 0 .. n_seq-1) at position `pos`.
 struct BatchEntry {
     int seq = 0;
@@ -102,8 +113,10 @@ public:
     // matrix is streamed from memory once per step (prompt processing is matrix-matrix).
     // n_seq (<= 0: 1) sequences can be decoded together (decode()); each has its own KV slot of
     // n_ctx positions.
+    // kv: the cache's element type (default_kv_type() when not given).
     static Result<std::unique_ptr<Session>> create(const Model& model, int n_ctx = 0, bool reference = false,
-                                                   int n_batch = 0, int n_seq = 1);
+                                                   int n_batch = 0, int n_seq = 1, std::optional<KvType> kv = std::nullopt);
+    KvType kv_type() const { return kv_type_; }
     ~Session();
 
     int n_ctx() const { return n_ctx_; }
@@ -156,8 +169,10 @@ private:
     int n_past_ = 0;
     int n_seq_ = 1;
     int n_threads_ = 1;             // OpenMP threads the attention scratch is sized for
-    float* key_cache_ = nullptr;    // (n_layers, n_seq, n_ctx, kv_dim)
-    float* value_cache_ = nullptr;  // (n_layers, n_seq, n_ctx, kv_dim)
+    KvType kv_type_ = KvType::F32;
+    const CpuKernels* kv_kernels_ = nullptr;  // f16 conversions and dots (scalar on the reference path)
+    void* key_cache_ = nullptr;     // (n_layers, n_seq, n_ctx, kv_dim) floats or halves
+    void* value_cache_ = nullptr;   // (n_layers, n_seq, n_ctx, kv_dim)
     std::vector<float> k_new_;      // (n_batch, kv_dim) this step's keys before they go to their slots
     std::vector<float> v_new_;      // (n_batch, kv_dim)
     std::vector<int> seqs_, pos_, rows_;  // per-step scratch of forward_batch

@@ -155,3 +155,46 @@ TEST(BatchDecode, BadEntriesAreRejected) {
 }
 
 }  // namespace
+
+namespace {
+
+// The f16 KV cache: logits stay close to the f32 cache's (keys and values rounded to 11 bits),
+// greedy tokens on stories260K match llama2.c's for the first steps, and batched == alone holds.
+TEST(KvCacheF16, CloseToF32AndBatchInvariant) {
+    const std::string path = pl::test::model_file("stories260K/stories260K-f32.gguf");
+    PL_REQUIRE_DATA(path, "stories260K/stories260K-f32.gguf");
+    auto model = pl::Model::load(path);
+    ASSERT_TRUE(model);
+    const int vocab = (*model)->config().vocab_size;
+    auto a = pl::Session::create(**model, 128, false, 0, 1, pl::KvType::F32);
+    auto b = pl::Session::create(**model, 128, false, 0, 1, pl::KvType::F16);
+    ASSERT_TRUE(a && b);
+    EXPECT_EQ((*b)->kv_type(), pl::KvType::F16);
+    std::vector<int32_t> ids = {1};
+    const auto ref = pl::test::stories_reference_ids();
+    ids.insert(ids.end(), ref.begin(), ref.begin() + 40);
+    std::vector<float> la(ids.size() * static_cast<size_t>(vocab)), lb(la.size());
+    ASSERT_TRUE((*a)->eval(ids, la.data(), true).is_ok());
+    ASSERT_TRUE((*b)->eval(ids, lb.data(), true).is_ok());
+    double num = 0, den = 0;
+    for (size_t i = 0; i < la.size(); ++i) {
+        num += (la[i] - lb[i]) * static_cast<double>(la[i] - lb[i]);
+        den += la[i] * static_cast<double>(la[i]);
+    }
+    EXPECT_LT(std::sqrt(num / den), 2e-3) << "relative logit error of the f16 cache";
+    EXPECT_GT(num, 0.0) << "f16 cache gave exactly the f32 logits: is it used?";
+    int differ = 0;  // greedy choices along the reference text: near-ties may flip, not more
+    for (size_t t = 0; t < ids.size(); ++t) {
+        std::span<const float> ra(la.data() + t * vocab, static_cast<size_t>(vocab)), rb(lb.data() + t * vocab, static_cast<size_t>(vocab));
+        if (pl::argmax(ra) != pl::argmax(rb)) {
+            ++differ;
+            EXPECT_NEAR(ra[static_cast<size_t>(pl::argmax(rb))], ra[static_cast<size_t>(pl::argmax(ra))], 0.05f) << "position " << t;
+        }
+    }
+    EXPECT_LE(differ, 2) << "of " << ids.size() << " positions";
+    pl::set_default_kv_type(pl::KvType::F16);
+    check_model(**model, 16);  // batched == alone with the f16 cache too
+    pl::set_default_kv_type(pl::KvType::F32);
+}
+
+}  // namespace

@@ -3,6 +3,7 @@
 // inputs and odd block counts; the scalar reference against float64 math on dequantized values.
 #include "test_data.h"
 
+#include "core/fp16.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/ops.h"
 #include "quant/formats.h"
@@ -321,6 +322,35 @@ TEST(Kernels, MatmulThreadingStrategiesAgree) {
     }
     EXPECT_EQ(pl::parse_threading("tiled"), pl::Threading::Tiled);
     EXPECT_FALSE(pl::parse_threading("columns").has_value());
+}
+
+// f16 KV helpers: conversion bit-exact with the scalar reference (round to nearest even, tiny and
+// huge values, odd lengths), dot and axpy within float rounding.
+TEST(Kernels, F16KvHelpersMatchScalar) {
+    const auto ref = pl::kernels_for(pl::Isa::Scalar);
+    std::mt19937 rng(19);
+    std::normal_distribution<float> nd;
+    for (pl::Isa isa : pl::supported_isas()) {
+        const auto k = pl::kernels_for(isa);
+        for (int64_t n : {1, 15, 16, 64, 133}) {
+            std::vector<float> x(n), y(n);
+            for (int64_t i = 0; i < n; ++i) {
+                x[i] = nd(rng) * (i % 5 == 0 ? 1e4f : 1.0f) + (i % 7 == 0 ? 1e-6f : 0.0f);
+                y[i] = nd(rng);
+            }
+            std::vector<uint16_t> ha(n), hb(n);
+            ref.to_f16(x.data(), ha.data(), n);
+            k.to_f16(x.data(), hb.data(), n);
+            EXPECT_EQ(ha, hb) << pl::isa_name(isa) << " n=" << n;
+            double mag = 0;
+            for (int64_t i = 0; i < n; ++i) mag += std::fabs(y[i] * pl::fp16_to_fp32(ha[i]));
+            EXPECT_NEAR(k.dot_f16(y.data(), ha.data(), n), ref.dot_f16(y.data(), ha.data(), n), 1e-5 * mag + 1e-6);
+            std::vector<float> za = y, zb = y;
+            ref.axpy_f16(za.data(), 0.37f, ha.data(), n);
+            k.axpy_f16(zb.data(), 0.37f, ha.data(), n);
+            for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(za[i], zb[i], 1e-6f * (std::fabs(za[i]) + 1.0f)) << i;
+        }
+    }
 }
 
 }  // namespace

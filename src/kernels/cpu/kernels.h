@@ -83,6 +83,11 @@ struct CpuKernels {
     GemmRowsQ3_5Fn gemm_rows_q3_5 = nullptr;  // optional (AVX-512); matmul_q8a prefers it for m > 1
     static constexpr int kGemmRowsQ3_5 = 4;    // weight rows per call that the kernel handles at once
 
+    // f16 KV cache (Session with KvType::F16): half-precision rows read and written by attention.
+    float (*dot_f16)(const float* x, const uint16_t* h, int64_t n) = nullptr;      // sum x[i] * h[i]
+    void (*axpy_f16)(float* y, float a, const uint16_t* h, int64_t n) = nullptr;  // y[i] += a * h[i]
+    void (*to_f16)(const float* x, uint16_t* h, int64_t n) = nullptr;             // round to nearest even
+
     // The activation quantizer the dot/gemm kernels of a weight type expect.
     QuantizeActsFn quantize_acts_for(uint32_t type) const;
     // The dot kernel for a GGML weight type id, or nullptr when the type has none (float path).

@@ -105,9 +105,24 @@ float dot_q3_5_q8a_ref(const void* w, const int8_t* qs, const float* d, const in
     return acc;
 }
 
+float dot_f16_ref(const float* x, const uint16_t* h, int64_t n) {
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; ++i) s += x[i] * fp16_to_fp32(h[i]);
+    return s;
+}
+void axpy_f16_ref(float* y, float a, const uint16_t* h, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] += a * fp16_to_fp32(h[i]);
+}
+void to_f16_ref(const float* x, uint16_t* h, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) h[i] = fp32_to_fp16(x[i]);
+}
+
 }  // namespace
 
 void install_scalar(CpuKernels& k) {
+    k.dot_f16 = dot_f16_ref;
+    k.axpy_f16 = axpy_f16_ref;
+    k.to_f16 = to_f16_ref;
     k.quantize_acts = quantize_acts_ref;
     k.dot_q8_0 = dot_q8_0_q8a_ref;
     k.dot_q4_0 = dot_q4_0_q8a_ref;

@@ -371,9 +371,37 @@ void quantize_acts_avx512(const float* x, int64_t n, int8_t* qs, float* d, int32
     }
 }
 
+// f16 KV rows: F16C conversions, 16 lanes at a time, scalar tails.
+float dot_f16_avx512(const float* x, const uint16_t* h, int64_t n) {
+    __m512 acc = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        acc = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i))), acc);
+    float s = _mm512_reduce_add_ps(acc);
+    for (; i < n; ++i) s += x[i] * _cvtsh_ss(h[i]);
+    return s;
+}
+void axpy_f16_avx512(float* y, float a, const uint16_t* h, int64_t n) {
+    const __m512 va = _mm512_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i))),
+                                                _mm512_loadu_ps(y + i)));
+    for (; i < n; ++i) y[i] += a * _cvtsh_ss(h[i]);
+}
+void to_f16_avx512(const float* x, uint16_t* h, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(h + i), _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; ++i) h[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
+}
+
 }  // namespace
 
 void install_avx512(CpuKernels& k) {
+    k.dot_f16 = dot_f16_avx512;
+    k.axpy_f16 = axpy_f16_avx512;
+    k.to_f16 = to_f16_avx512;
     k.quantize_acts = quantize_acts_avx512;
     k.dot_q8_0 = dot_avx512<FmtQ8_0>;
     k.dot_q4_0 = dot_avx512<FmtQ4_0>;
