@@ -457,21 +457,12 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
                     for (int t = 0; t <= p; ++t) kv_kernels_->axpy_f16(out, att[t], vb + static_cast<size_t>(t) * kv_dim, head_dim);
                     continue;
                 }
-                const float* kbase = static_cast<const float*>(key_cache_) + base;
-                const float* vbase = static_cast<const float*>(value_cache_) + base;
-                for (int t = 0; t <= p; ++t) {
-                    const float* k = kbase + static_cast<size_t>(t) * kv_dim + kv_off;
-                    float score = 0.0f;
-                    for (int j = 0; j < head_dim; ++j) score += q[j] * k[j];
-                    att[t] = score / sqrt_head_dim;
-                }
+                const float* kb = static_cast<const float*>(key_cache_) + base + kv_off;
+                const float* vb = static_cast<const float*>(value_cache_) + base + kv_off;
+                for (int t = 0; t <= p; ++t) att[t] = kv_kernels_->dot_f32(q, kb + static_cast<size_t>(t) * kv_dim, head_dim) / sqrt_head_dim;
                 softmax(att, p + 1);
                 std::fill(out, out + head_dim, 0.0f);
-                for (int t = 0; t <= p; ++t) {
-                    const float* v = vbase + static_cast<size_t>(t) * kv_dim + kv_off;
-                    const float a = att[t];
-                    for (int j = 0; j < head_dim; ++j) out[j] += a * v[j];
-                }
+                for (int t = 0; t <= p; ++t) kv_kernels_->axpy_f32(out, att[t], vb + static_cast<size_t>(t) * kv_dim, head_dim);
             }
         }
         xq_valid = false;

@@ -324,7 +324,7 @@ TEST(Kernels, MatmulThreadingStrategiesAgree) {
     EXPECT_FALSE(pl::parse_threading("columns").has_value());
 }
 
-// f16 KV helpers: conversion bit-exact with the scalar reference (round to nearest even, tiny and
+// KV helpers: f16 conversion bit-exact with the scalar reference (round to nearest even, tiny and
 // huge values, odd lengths), dot and axpy within float rounding.
 TEST(Kernels, F16KvHelpersMatchScalar) {
     const auto ref = pl::kernels_for(pl::Isa::Scalar);
@@ -349,6 +349,13 @@ TEST(Kernels, F16KvHelpersMatchScalar) {
             ref.axpy_f16(za.data(), 0.37f, ha.data(), n);
             k.axpy_f16(zb.data(), 0.37f, ha.data(), n);
             for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(za[i], zb[i], 1e-6f * (std::fabs(za[i]) + 1.0f)) << i;
+            double mag32 = 0;  // the f32 cache's helpers too
+            for (int64_t i = 0; i < n; ++i) mag32 += std::fabs(x[i] * y[i]);
+            EXPECT_NEAR(k.dot_f32(x.data(), y.data(), n), ref.dot_f32(x.data(), y.data(), n), 1e-5 * mag32 + 1e-6);
+            std::vector<float> wa = y, wb = y;
+            ref.axpy_f32(wa.data(), -1.5f, x.data(), n);
+            k.axpy_f32(wb.data(), -1.5f, x.data(), n);
+            for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(wa[i], wb[i], 1e-6f * (std::fabs(wa[i]) + 1.0f)) << i;
         }
     }
 }

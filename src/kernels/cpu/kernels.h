@@ -83,6 +83,9 @@ struct CpuKernels {
     GemmRowsQ3_5Fn gemm_rows_q3_5 = nullptr;  // optional (AVX-512); matmul_q8a prefers it for m > 1
     static constexpr int kGemmRowsQ3_5 = 4;    // weight rows per call that the kernel handles at once
 
+    // Attention over an f32 KV cache (the scalar versions sum in index order, like llama2.c).
+    float (*dot_f32)(const float* x, const float* y, int64_t n) = nullptr;      // sum x[i] * y[i]
+    void (*axpy_f32)(float* y, float a, const float* x, int64_t n) = nullptr;  // y[i] += a * x[i]
     // f16 KV cache (Session with KvType::F16): half-precision rows read and written by attention.
     float (*dot_f16)(const float* x, const uint16_t* h, int64_t n) = nullptr;      // sum x[i] * h[i]
     void (*axpy_f16)(float* y, float a, const uint16_t* h, int64_t n) = nullptr;  // y[i] += a * h[i]

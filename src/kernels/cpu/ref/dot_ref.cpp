@@ -105,6 +105,14 @@ float dot_q3_5_q8a_ref(const void* w, const int8_t* qs, const float* d, const in
     return acc;
 }
 
+float dot_f32_ref(const float* x, const float* y, int64_t n) {
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; ++i) s += x[i] * y[i];
+    return s;
+}
+void axpy_f32_ref(float* y, float a, const float* x, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
 float dot_f16_ref(const float* x, const uint16_t* h, int64_t n) {
     float s = 0.0f;
     for (int64_t i = 0; i < n; ++i) s += x[i] * fp16_to_fp32(h[i]);
@@ -120,6 +128,8 @@ void to_f16_ref(const float* x, uint16_t* h, int64_t n) {
 }  // namespace
 
 void install_scalar(CpuKernels& k) {
+    k.dot_f32 = dot_f32_ref;
+    k.axpy_f32 = axpy_f32_ref;
     k.dot_f16 = dot_f16_ref;
     k.axpy_f16 = axpy_f16_ref;
     k.to_f16 = to_f16_ref;

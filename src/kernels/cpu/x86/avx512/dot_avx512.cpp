@@ -371,6 +371,21 @@ void quantize_acts_avx512(const float* x, int64_t n, int8_t* qs, float* d, int32
     }
 }
 
+float dot_f32_avx512(const float* x, const float* y, int64_t n) {
+    __m512 acc = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), acc);
+    float s = _mm512_reduce_add_ps(acc);
+    for (; i < n; ++i) s += x[i] * y[i];
+    return s;
+}
+void axpy_f32_avx512(float* y, float a, const float* x, int64_t n) {
+    const __m512 va = _mm512_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    for (; i < n; ++i) y[i] += a * x[i];
+}
+
 // f16 KV rows: F16C conversions, 16 lanes at a time, scalar tails.
 float dot_f16_avx512(const float* x, const uint16_t* h, int64_t n) {
     __m512 acc = _mm512_setzero_ps();
@@ -399,6 +414,8 @@ void to_f16_avx512(const float* x, uint16_t* h, int64_t n) {
 }  // namespace
 
 void install_avx512(CpuKernels& k) {
+    k.dot_f32 = dot_f32_avx512;
+    k.axpy_f32 = axpy_f32_avx512;
     k.dot_f16 = dot_f16_avx512;
     k.axpy_f16 = axpy_f16_avx512;
     k.to_f16 = to_f16_avx512;
