@@ -177,7 +177,7 @@ const CommandRegistrar kBench({"bench", "Benchmark kernels and models; JSON/mark
     app.add_option("--suite", o->suite, "kernels | model | all")->check(CLI::IsMember({"kernels", "model", "all"}))->capture_default_str();
     app.add_option("--formats", o->formats, "Kernel weight formats (default q3.5,q8_0,q4_0,q4_1,f16,f32)");
     app.add_option("-t,--threads", o->threads, "Thread counts, e.g. 1,2 (default 1..all cores)");
-    app.add_option("--batch", o->batches, "Batch sizes; kernels: batch B > 1 = one product with B activation rows; model: only 1 exists")
+    app.add_option("--batch", o->batches, "Batch sizes; kernels: one product with B activation rows; model: B sequences decoded together (aggregate tokens/s)")
         ->capture_default_str();
     app.add_option("--threading", o->threadings, "Kernels: matmul strategies to compare, e.g. rows,nested,tiled,tasks")
         ->capture_default_str();

@@ -89,8 +89,6 @@ Result<nlohmann::json> run_bench(BenchOptions o, const LogFn& log) {
         omp_set_num_threads(saved_threads);
         if (!rows) return rows.status();
         for (auto& r : *rows) results.push_back(std::move(r));
-        for (int b : o.model.batches)
-            if (b != 1) skipped.push_back(fmt::format("model batch {}: only batch 1 exists (Session::eval runs one sequence)", b));
         opts["model"] = {{"model", o.model.model_path}, {"shapes", o.model.model_path.empty() ? o.model.shapes : std::vector<std::string>{}},
                          {"type", o.model.type}, {"pp", o.model.n_prompt}, {"tg", o.model.n_gen},
                          {"batches", o.model.batches}, {"repeat", o.model.repeat}, {"warmup", o.model.warmup}};

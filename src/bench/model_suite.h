@@ -10,8 +10,9 @@
 // proportion to the bytes each streams, then the layer part is scaled to the full layer count.
 // Such rows carry "extrapolated": true.
 //
-// Batches: Session::eval runs one sequence, so only batch 1 exists; other batch sizes are
-// reported as skipped.
+// Batches: batch 1 runs one sequence through Session::eval; batch B > 1 runs B sequences
+// together through Session::decode (pp: the B prompts in one call; tg: one step of B tokens per
+// position), and reports aggregate tokens/s (time per step / B).
 #pragma once
 
 #include "bench/kernel_suite.h"
