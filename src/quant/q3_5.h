@@ -95,6 +95,11 @@ void q3_5_quantize_sub_ref(const float* v, uint8_t& k, uint8_t* mag, uint8_t* ne
 // The row quantizer around a sub-block search (quantize_row_q3_5_ref uses the reference one).
 void quantize_row_q3_5_with(const float* x, void* dst, int64_t n, Q3_5SubQuantFn sub);
 
+// The reference dot product of one group of g weights (at p) with its int8 activations a (scale
+// da): sum over sub-blocks of scale(k_L) * da * (exact int32 sum of +-mag * a). The scalar kernel
+// runs it for every group, the AVX2 kernel for tail groups.
+float q3_5_group_dot_ref(const uint8_t* p, int64_t g, const int8_t* a, float da);
+
 // Activations for q3.5 rows: x (one row, ALREADY rotated) -> int8 quants with one scale per group
 // (amax / 127, round half to even). d and sum keep the per-32 layout of Q8Acts: every 32-block of
 // a group gets the group's scale, and its own sum.

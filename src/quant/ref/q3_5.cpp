@@ -207,6 +207,24 @@ void quantize_row_q3_5_with(const float* x, void* dst, int64_t n, Q3_5SubQuantFn
 
 void quantize_row_q3_5_ref(const float* x, void* dst, int64_t n) { quantize_row_q3_5_with(x, dst, n, q3_5_quantize_sub_ref); }
 
+float q3_5_group_dot_ref(const uint8_t* p, int64_t g, const int8_t* a, float da) {
+    const int64_t step = g / 4;
+    const uint8_t* signs = p + q3_5_signs_offset(g);
+    const uint8_t* scales = p + q3_5_scales_offset(g);
+    float acc = 0.0f;
+    for (int64_t L = 0; L < g / 16; ++L) {
+        int32_t isum = 0;
+        for (int t = 0; t < 4; ++t)
+            for (int j = 0; j < 4; ++j) {
+                const int64_t i = 4 * L + j, e = step * t + i;
+                const int32_t v = kQ3_5Mag[(p[i] >> (2 * t)) & 3] * a[e];
+                isum += ((signs[e >> 3] >> (e & 7)) & 1) ? -v : v;
+            }
+        acc += q3_5_scale(scales[L]) * da * static_cast<float>(isum);
+    }
+    return acc;
+}
+
 void quantize_acts_q3_5_ref(const float* x, int64_t n, int8_t* qs, float* d, int32_t* sum) {
     for (int64_t g0 = 0; g0 < n;) {
         const int64_t g = group_at(g0, n);

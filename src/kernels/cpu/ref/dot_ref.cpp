@@ -84,21 +84,8 @@ float dot_q3_5_q8a_ref(const void* w, const int8_t* qs, const float* d, const in
     const auto* p = static_cast<const uint8_t*>(w);
     float acc = 0.0f;
     for (int64_t g0 = 0; g0 < n;) {
-        const int64_t g = std::min<int64_t>(kQ3_5Group, n - g0), step = g / 4;
-        const uint8_t* signs = p + q3_5_signs_offset(g);
-        const uint8_t* scales = p + q3_5_scales_offset(g);
-        const int8_t* a = qs + g0;
-        const float da = d[g0 / kQ8ABlock];
-        for (int64_t L = 0; L < g / 16; ++L) {
-            int32_t isum = 0;
-            for (int t = 0; t < 4; ++t)
-                for (int j = 0; j < 4; ++j) {
-                    const int64_t i = 4 * L + j, e = step * t + i;
-                    const int32_t v = kQ3_5Mag[(p[i] >> (2 * t)) & 3] * a[e];
-                    isum += ((signs[e >> 3] >> (e & 7)) & 1) ? -v : v;
-                }
-            acc += q3_5_scale(scales[L]) * da * static_cast<float>(isum);
-        }
+        const int64_t g = std::min<int64_t>(kQ3_5Group, n - g0);
+        acc += q3_5_group_dot_ref(p, g, qs + g0, d[g0 / kQ8ABlock]);
         p += q3_5_group_bytes(g);
         g0 += g;
     }

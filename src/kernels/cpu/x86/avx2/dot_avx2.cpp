@@ -125,24 +125,6 @@ inline __m256i expand_bits(uint32_t plane) {
     return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
 }
 
-float q3_5_tail_scalar(const uint8_t* p, int64_t g, const int8_t* a, float da) {
-    const int64_t step = g / 4;
-    const uint8_t* signs = p + q3_5_signs_offset(g);
-    const uint8_t* scales = p + q3_5_scales_offset(g);
-    float acc = 0.0f;
-    for (int64_t L = 0; L < g / 16; ++L) {
-        int32_t isum = 0;
-        for (int t = 0; t < 4; ++t)
-            for (int j = 0; j < 4; ++j) {
-                const int64_t i = 4 * L + j, e = step * t + i;
-                const int32_t v = kQ3_5Mag[(p[i] >> (2 * t)) & 3] * a[e];
-                isum += ((signs[e >> 3] >> (e & 7)) & 1) ? -v : v;
-            }
-        acc += q3_5_scale(scales[L]) * da * static_cast<float>(isum);
-    }
-    return acc;
-}
-
 float dot_q3_5_q8a_avx2(const void* w, const int8_t* qs, const float* d, const int32_t* /*sum*/, int64_t n) {
     const auto* p = static_cast<const uint8_t*>(w);
     const __m256i lut = _mm256_setr_epi8(kQ3_5Mag[0], kQ3_5Mag[1], kQ3_5Mag[2], kQ3_5Mag[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -174,7 +156,7 @@ float dot_q3_5_q8a_avx2(const void* w, const int8_t* qs, const float* d, const i
         }
     }
     float tail = 0.0f;
-    if (g0 < n) tail = q3_5_tail_scalar(p, n - g0, qs + g0, d[g0 / kQ8ABlock]);
+    if (g0 < n) tail = q3_5_group_dot_ref(p, n - g0, qs + g0, d[g0 / kQ8ABlock]);
     return hsum_ps(acc) + tail;
 }
 
