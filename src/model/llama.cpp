@@ -253,7 +253,7 @@ KvType default_kv_type() { return g_kv_type.load(std::memory_order_relaxed); }
 void set_default_kv_type(KvType t) { g_kv_type.store(t, std::memory_order_relaxed); }
 
 Result<std::unique_ptr<Session>> Session::create(const Model& model, int n_ctx, bool reference, int n_batch, int n_seq,
-                                                 std::optional<KvType> kv_type) {
+                                                 std::optional<KvType> kv_type, int64_t kv_budget_tokens) {
     const ModelConfig& c = model.config();
     if (n_ctx <= 0) n_ctx = std::min(c.context_length, 4096);
     if (n_ctx > (1 << 20)) return err("context size {} is too large", n_ctx);
@@ -270,14 +270,20 @@ Result<std::unique_ptr<Session>> Session::create(const Model& model, int n_ctx, 
     s->n_batch_ = std::min(n_batch, n_ctx);
     s->n_threads_ = std::max(1, omp_get_max_threads());
     if (!reference) s->kernels_ = &cpu_kernels();
-    const size_t kv = static_cast<size_t>(c.n_layers) * static_cast<size_t>(n_seq) * static_cast<size_t>(n_ctx) *
-                      static_cast<size_t>(c.kv_dim);
+    const int64_t budget = kv_budget_tokens > 0 ? kv_budget_tokens : static_cast<int64_t>(n_seq) * n_ctx;
+    const int64_t n_blocks = std::max<int64_t>(1, (budget + kKvBlock - 1) / kKvBlock);
+    if (n_blocks > (int64_t{1} << 30)) return err("KV budget of {} tokens is too large", budget);
+    s->n_blocks_ = static_cast<int>(n_blocks);
+    s->free_blocks_.resize(static_cast<size_t>(n_blocks));
+    for (int64_t b = 0; b < n_blocks; ++b) s->free_blocks_[static_cast<size_t>(b)] = static_cast<int32_t>(n_blocks - 1 - b);
+    s->seq_blocks_.resize(static_cast<size_t>(n_seq));
+    const size_t kv = static_cast<size_t>(c.n_layers) * static_cast<size_t>(n_blocks) * kKvBlock * static_cast<size_t>(c.kv_dim);
     const size_t elem = s->kv_type_ == KvType::F16 ? sizeof(uint16_t) : sizeof(float);
     s->key_cache_ = std::calloc(kv, elem);
     s->value_cache_ = std::calloc(kv, elem);
     if (!s->key_cache_ || !s->value_cache_)
-        return err("cannot allocate the KV cache: {} MiB ({}) for {} sequence(s) of {} tokens", 2 * kv * elem >> 20,
-                   kv_type_name(s->kv_type_), n_seq, n_ctx);
+        return err("cannot allocate the KV cache: {} MiB ({}) for {} positions ({} sequence(s), context {})", 2 * kv * elem >> 20,
+                   kv_type_name(s->kv_type_), n_blocks * kKvBlock, n_seq, n_ctx);
     const size_t nb = static_cast<size_t>(s->n_batch_);
     s->k_new_.resize(nb * c.kv_dim);
     s->v_new_.resize(nb * c.kv_dim);
@@ -303,6 +309,13 @@ Status Session::eval(std::span<const int32_t> tokens, float* logits_out, bool al
     for (size_t i = 0; i < tokens.size(); ++i)
         if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
             return err("token id {} at index {} is out of range [0, {})", tokens[i], i, c.vocab_size);
+    {
+        const int first = n_past_, last = n_past_ + static_cast<int>(tokens.size()) - 1;
+        if (last >= first) {
+            const int seq0[2] = {0, 0}, ends[2] = {first, last};
+            PL_TRY(reserve(seq0, ends, 2));
+        }
+    }
     const size_t vocab = static_cast<size_t>(c.vocab_size);
     for (size_t i0 = 0; i0 < tokens.size(); i0 += static_cast<size_t>(n_batch_)) {
         const int n = static_cast<int>(std::min(tokens.size() - i0, static_cast<size_t>(n_batch_)));
@@ -316,6 +329,59 @@ Status Session::eval(std::span<const int32_t> tokens, float* logits_out, bool al
     return Status::ok();
 }
 
+Status Session::reserve(const int* seqs, const int* pos, int n) {
+    // Blocks each sequence needs beyond what it has, then all or nothing.
+    std::vector<std::pair<int, int>> want;  // (sequence, blocks it must have)
+    for (int i = 0; i < n; ++i) {
+        const int need = pos[i] / kKvBlock + 1;
+        bool found = false;
+        for (auto& w : want)
+            if (w.first == seqs[i]) {
+                w.second = std::max(w.second, need);
+                found = true;
+            }
+        if (!found) want.emplace_back(seqs[i], need);
+    }
+    size_t extra = 0;
+    for (const auto& [sq, need] : want) {
+        const size_t have = seq_blocks_[static_cast<size_t>(sq)].size();
+        if (static_cast<size_t>(need) > have) extra += static_cast<size_t>(need) - have;
+    }
+    if (extra > free_blocks_.size())
+        return err("KV cache full: {} more blocks of {} positions needed, {} free of {} (free finished sequences or raise the KV budget)",
+                   extra, kKvBlock, free_blocks_.size(), n_blocks_);
+    for (const auto& [sq, need] : want) {
+        auto& table = seq_blocks_[static_cast<size_t>(sq)];
+        while (table.size() < static_cast<size_t>(need)) {
+            table.push_back(free_blocks_.back());
+            free_blocks_.pop_back();
+        }
+    }
+    return Status::ok();
+}
+
+void Session::seq_free(int seq) {
+    if (seq < 0 || seq >= n_seq_) return;
+    auto& table = seq_blocks_[static_cast<size_t>(seq)];
+    for (auto it = table.rbegin(); it != table.rend(); ++it) free_blocks_.push_back(*it);
+    table.clear();
+}
+
+int Session::seq_capacity(int seq) const {
+    if (seq < 0 || seq >= n_seq_) return 0;
+    return static_cast<int>(seq_blocks_[static_cast<size_t>(seq)].size()) * kKvBlock;
+}
+
+void Session::truncate(int n) {
+    n_past_ = n < n_past_ ? (n < 0 ? 0 : n) : n_past_;
+    auto& table = seq_blocks_[0];
+    const size_t keep = static_cast<size_t>((n_past_ + kKvBlock - 1) / kKvBlock);
+    while (table.size() > keep) {
+        free_blocks_.push_back(table.back());
+        table.pop_back();
+    }
+}
+
 Status Session::decode(std::span<const BatchEntry> entries, float* logits_out) {
     const ModelConfig& c = model_.config();
     for (size_t i = 0; i < entries.size(); ++i) {
@@ -324,6 +390,14 @@ Status Session::decode(std::span<const BatchEntry> entries, float* logits_out) {
         if (e.pos < 0 || e.pos >= n_ctx_) return err("entry {}: position {} is outside the context [0, {})", i, e.pos, n_ctx_);
         if (e.token < 0 || e.token >= c.vocab_size)
             return err("entry {}: token id {} is out of range [0, {})", i, e.token, c.vocab_size);
+    }
+    {
+        std::vector<int> es, ep;
+        for (const BatchEntry& e : entries) {
+            es.push_back(e.seq);
+            ep.push_back(e.pos);
+        }
+        PL_TRY(reserve(es.data(), ep.data(), static_cast<int>(es.size())));
     }
     const size_t vocab = static_cast<size_t>(c.vocab_size);
     std::vector<int32_t> tokens;
@@ -402,11 +476,12 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
     const float* freq_factors = model_.rope_freqs().empty() ? nullptr : model_.rope_freqs().data();
     float* x = x_.data();
     const bool f16 = kv_type_ == KvType::F16;
-    // Row of (layer, sequence, position) in the caches.
-    const size_t slot = static_cast<size_t>(n_ctx_) * static_cast<size_t>(kv_dim);
+    // Row of (layer, sequence, position) in the caches: through the sequence's block table.
+    const size_t block_rows = static_cast<size_t>(kKvBlock) * static_cast<size_t>(kv_dim);
     auto kv_row = [&](int l, int s, int t) {
-        return (static_cast<size_t>(l) * static_cast<size_t>(n_seq_) + static_cast<size_t>(s)) * slot +
-               static_cast<size_t>(t) * static_cast<size_t>(kv_dim);
+        const int32_t b = seq_blocks_[static_cast<size_t>(s)][static_cast<size_t>(t / kKvBlock)];
+        return (static_cast<size_t>(l) * static_cast<size_t>(n_blocks_) + static_cast<size_t>(b)) * block_rows +
+               static_cast<size_t>(t % kKvBlock) * static_cast<size_t>(kv_dim);
     };
 
     for (int i = 0; i < n; ++i) dequantize_row(model_.token_embd(), tokens[i], x + static_cast<size_t>(i) * dim);
@@ -442,27 +517,27 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
         for (int i = 0; i < n; ++i) {
             for (int h = 0; h < n_heads; ++h) {
                 const int p = pos[i];  // causal: the entry sees positions 0..p of its sequence
-                const size_t base = kv_row(l, seqs[i], 0);
+                const int sq = seqs[i];
                 const float* q = q_.data() + static_cast<size_t>(i) * dim + static_cast<size_t>(h) * head_dim;
                 float* att = att_.data() + static_cast<size_t>(omp_get_thread_num()) * n_ctx_;
                 const size_t kv_off = static_cast<size_t>(h / kv_mul) * head_dim;
                 float* out = xb_.data() + static_cast<size_t>(i) * dim + static_cast<size_t>(h) * head_dim;
                 if (f16) {
-                    const uint16_t* kb = static_cast<const uint16_t*>(key_cache_) + base + kv_off;
-                    const uint16_t* vb = static_cast<const uint16_t*>(value_cache_) + base + kv_off;
+                    const auto* kc = static_cast<const uint16_t*>(key_cache_);
+                    const auto* vc = static_cast<const uint16_t*>(value_cache_);
                     for (int t = 0; t <= p; ++t)
-                        att[t] = kv_kernels_->dot_f16(q, kb + static_cast<size_t>(t) * kv_dim, head_dim) / sqrt_head_dim;
+                        att[t] = kv_kernels_->dot_f16(q, kc + kv_row(l, sq, t) + kv_off, head_dim) / sqrt_head_dim;
                     softmax(att, p + 1);
                     std::fill(out, out + head_dim, 0.0f);
-                    for (int t = 0; t <= p; ++t) kv_kernels_->axpy_f16(out, att[t], vb + static_cast<size_t>(t) * kv_dim, head_dim);
+                    for (int t = 0; t <= p; ++t) kv_kernels_->axpy_f16(out, att[t], vc + kv_row(l, sq, t) + kv_off, head_dim);
                     continue;
                 }
-                const float* kb = static_cast<const float*>(key_cache_) + base + kv_off;
-                const float* vb = static_cast<const float*>(value_cache_) + base + kv_off;
-                for (int t = 0; t <= p; ++t) att[t] = kv_kernels_->dot_f32(q, kb + static_cast<size_t>(t) * kv_dim, head_dim) / sqrt_head_dim;
+                const auto* kc = static_cast<const float*>(key_cache_);
+                const auto* vc = static_cast<const float*>(value_cache_);
+                for (int t = 0; t <= p; ++t) att[t] = kv_kernels_->dot_f32(q, kc + kv_row(l, sq, t) + kv_off, head_dim) / sqrt_head_dim;
                 softmax(att, p + 1);
                 std::fill(out, out + head_dim, 0.0f);
-                for (int t = 0; t <= p; ++t) kv_kernels_->axpy_f32(out, att[t], vb + static_cast<size_t>(t) * kv_dim, head_dim);
+                for (int t = 0; t <= p; ++t) kv_kernels_->axpy_f32(out, att[t], vc + kv_row(l, sq, t) + kv_off, head_dim);
             }
         }
         xq_valid = false;

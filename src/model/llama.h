@@ -114,8 +114,13 @@ public:
     // n_seq (<= 0: 1) sequences can be decoded together (decode()); each has its own KV slot of
     // n_ctx positions.
     // kv: the cache's element type (default_kv_type() when not given).
+    // kv_budget_tokens: the KV cache is a pool of blocks of kKvBlock positions shared by all
+    // sequences (paged); this many positions in all (<= 0: n_seq * n_ctx, every sequence can fill
+    // its context). Blocks are taken as sequences grow and given back by seq_free().
     static Result<std::unique_ptr<Session>> create(const Model& model, int n_ctx = 0, bool reference = false,
-                                                   int n_batch = 0, int n_seq = 1, std::optional<KvType> kv = std::nullopt);
+                                                   int n_batch = 0, int n_seq = 1, std::optional<KvType> kv = std::nullopt,
+                                                   int64_t kv_budget_tokens = 0);
+    static constexpr int kKvBlock = 16;  // positions per KV block
     KvType kv_type() const { return kv_type_; }
     ~Session();
 
@@ -123,14 +128,17 @@ public:
     int n_batch() const { return n_batch_; }
     int n_seq() const { return n_seq_; }
     int n_past() const { return n_past_; }  // tokens already in the KV cache (eval(): sequence 0)
-    void reset() { n_past_ = 0; }
+    void reset() {
+        n_past_ = 0;
+        seq_free(0);
+    }
     // Called with every matrix product's float input (W.cols values per token) before it is
     // quantized, in forward order; for importance matrices and activation statistics. Empty = off.
     using ActivationObserver = std::function<void(const WeightView& W, const float* x)>;
     void set_activation_observer(ActivationObserver obs) { observer_ = std::move(obs); }
 
     // Forgets every token from position n on (n <= n_past), e.g. to re-use a shared prefix.
-    void truncate(int n) { n_past_ = n < n_past_ ? (n < 0 ? 0 : n) : n_past_; }
+    void truncate(int n);
 
     // Runs `tokens` at positions n_past.. (in steps of n_batch) and appends them to the cache.
     // When logits_out is not null it receives vocab_size floats per token (tokens.size() rows) if
@@ -147,6 +155,14 @@ public:
     // running its sequence alone. Fails without running anything on a bad sequence, position or
     // token. Does not touch n_past() (the caller tracks each sequence's length).
     Status decode(std::span<const BatchEntry> entries, float* logits_out);
+
+    // Gives sequence `seq`'s KV blocks back to the pool (the sequence is empty afterwards).
+    void seq_free(int seq);
+    // Positions sequence `seq` can hold without taking new blocks.
+    int seq_capacity(int seq) const;
+    int kv_blocks_total() const { return n_blocks_; }
+    int kv_blocks_free() const { return static_cast<int>(free_blocks_.size()); }
+    int kv_blocks_used() const { return n_blocks_ - kv_blocks_free(); }
 
 private:
     explicit Session(const Model& m) : model_(m) {}
@@ -171,8 +187,13 @@ private:
     int n_threads_ = 1;             // OpenMP threads the attention scratch is sized for
     KvType kv_type_ = KvType::F32;
     const CpuKernels* kv_kernels_ = nullptr;  // f16 conversions and dots (scalar on the reference path)
-    void* key_cache_ = nullptr;     // (n_layers, n_seq, n_ctx, kv_dim) floats or halves
-    void* value_cache_ = nullptr;   // (n_layers, n_seq, n_ctx, kv_dim)
+    void* key_cache_ = nullptr;     // (n_layers, n_blocks, kKvBlock, kv_dim) floats or halves
+    void* value_cache_ = nullptr;   // (n_layers, n_blocks, kKvBlock, kv_dim)
+    int n_blocks_ = 0;
+    std::vector<int32_t> free_blocks_;              // a stack of unused block ids
+    std::vector<std::vector<int32_t>> seq_blocks_;  // per sequence: block of positions [16b, 16b+16)
+    // Takes blocks so that every entry's position is backed; all or nothing (error names the shortfall).
+    Status reserve(const int* seqs, const int* pos, int n);
     std::vector<float> k_new_;      // (n_batch, kv_dim) this step's keys before they go to their slots
     std::vector<float> v_new_;      // (n_batch, kv_dim)
     std::vector<int> seqs_, pos_, rows_;  // per-step scratch of forward_batch

@@ -198,3 +198,64 @@ TEST(KvCacheF16, CloseToF32AndBatchInvariant) {
 }
 
 }  // namespace
+
+namespace {
+
+// The paged KV pool: a budget smaller than n_seq * n_ctx, sequences growing and finishing
+// independently, a request that does not fit fails with a clear error and changes nothing, freed
+// blocks are reused (stale contents never leak into results), and all blocks come back.
+TEST(KvPool, BudgetReuseAndNoLeak) {
+    const std::string path = pl::test::model_file("stories260K/stories260K-f32.gguf");
+    PL_REQUIRE_DATA(path, "stories260K/stories260K-f32.gguf");
+    auto model = pl::Model::load(path);
+    ASSERT_TRUE(model);
+    const int vocab = (*model)->config().vocab_size;
+    auto s = pl::Session::create(**model, 128, false, 0, 4, pl::KvType::F32, 64);  // 4 blocks of 16
+    ASSERT_TRUE(s) << s.error_message();
+    pl::Session& S = **s;
+    EXPECT_EQ(S.kv_blocks_total(), 4);
+    EXPECT_EQ(S.kv_blocks_used(), 0);
+    const auto prompts = make_prompts(3, vocab);
+    auto feed = [&](int seq, int n_tokens, float* logits) {
+        std::vector<pl::BatchEntry> e;
+        for (int j = 0; j < n_tokens; ++j) e.push_back({seq, j, static_cast<int32_t>(3 + (seq * 7 + j * 5) % 400), j + 1 == n_tokens});
+        return S.decode(e, logits);
+    };
+    std::vector<float> logits(static_cast<size_t>(vocab));
+    ASSERT_TRUE(feed(0, 40, logits.data()).is_ok());  // 3 blocks
+    EXPECT_EQ(S.kv_blocks_used(), 3);
+    EXPECT_EQ(S.seq_capacity(0), 48);
+    const auto full = feed(1, 20, logits.data());  // needs 2, 1 free
+    ASSERT_FALSE(full.is_ok());
+    EXPECT_NE(full.message().find("KV cache full"), std::string::npos) << full.message();
+    EXPECT_EQ(S.kv_blocks_used(), 3);  // nothing taken by the failed call
+    S.seq_free(0);
+    EXPECT_EQ(S.kv_blocks_used(), 0);
+    ASSERT_TRUE(feed(1, 20, logits.data()).is_ok());  // reuses sequence 0's blocks
+    // The result equals sequence 1 run in a fresh session: stale K/V from sequence 0 never count.
+    auto fresh = pl::Session::create(**model, 128, false, 0, 4, pl::KvType::F32);
+    ASSERT_TRUE(fresh);
+    std::vector<pl::BatchEntry> e;
+    for (int j = 0; j < 20; ++j) e.push_back({1, j, static_cast<int32_t>(3 + (7 + j * 5) % 400), j + 1 == 20});
+    std::vector<float> want(static_cast<size_t>(vocab));
+    ASSERT_TRUE((*fresh)->decode(e, want.data()).is_ok());
+    EXPECT_EQ(std::memcmp(logits.data(), want.data(), want.size() * sizeof(float)), 0);
+    // Requests come and go: many rounds through the same pool, nothing leaks.
+    for (int round = 0; round < 10; ++round) {
+        const int seq = round % 4;
+        S.seq_free(seq);
+        ASSERT_TRUE(feed(seq, 1 + (round * 13) % 30, logits.data()).is_ok()) << round;
+        if (round % 3 == 2)
+            for (int q = 0; q < 4; ++q) S.seq_free(q);
+    }
+    for (int q = 0; q < 4; ++q) S.seq_free(q);
+    EXPECT_EQ(S.kv_blocks_used(), 0);
+    EXPECT_EQ(S.kv_blocks_free(), 4);
+    // The single-sequence API takes and gives back blocks too.
+    ASSERT_TRUE(S.eval(prompts[0], logits.data()).is_ok());
+    EXPECT_GT(S.kv_blocks_used(), 0);
+    S.truncate(0);
+    EXPECT_EQ(S.kv_blocks_used(), 0);
+}
+
+}  // namespace
