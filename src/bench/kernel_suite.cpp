@@ -7,6 +7,7 @@
 #include "quant/formats.h"
 
 #include <omp.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cmath>
@@ -51,9 +52,14 @@ Result<Weights> make_weights(const TypeTraits& tt, const MatShape& s, uint64_t s
     w.bytes = *rb * static_cast<size_t>(s.rows);
     const uint64_t target = 4 * static_cast<uint64_t>(std::max<int64_t>(l3_bytes, 32 << 20));
     w.copies = static_cast<int>(std::clamp<uint64_t>((target + w.bytes - 1) / w.bytes, 1, 64));
-    const size_t total = (w.bytes * static_cast<size_t>(w.copies) + 4095) / 4096 * 4096;
-    w.data.reset(static_cast<uint8_t*>(std::aligned_alloc(4096, total)));
+    // 2 MiB pages, like the probe's buffer and like a model's mapping (the page cache maps GGUF
+    // files with PMD-sized folios here: FilePmdMapped): with 4 KiB pages the GEMV measured up to
+    // a third slower from TLB misses alone.
+    constexpr size_t kHuge = size_t{1} << 21;
+    const size_t total = (w.bytes * static_cast<size_t>(w.copies) + kHuge - 1) / kHuge * kHuge;
+    w.data.reset(static_cast<uint8_t*>(std::aligned_alloc(kHuge, total)));
     if (!w.data) return err("cannot allocate {} MiB of {} weights", total >> 20, tt.name);
+    madvise(w.data.get(), total, MADV_HUGEPAGE);
     uint8_t* base = w.data.get();
     const QuantizeRowFn q = tt.quantize_row;
     // kUniqueRows distinct rows, then tiled: the kernels' speed does not depend on the values,
