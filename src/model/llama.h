@@ -127,6 +127,7 @@ public:
     int n_ctx() const { return n_ctx_; }
     int n_batch() const { return n_batch_; }
     int n_seq() const { return n_seq_; }
+    const ModelConfig& config() const { return model_.config(); }
     int n_past() const { return n_past_; }  // tokens already in the KV cache (eval(): sequence 0)
     void reset() {
         n_past_ = 0;
