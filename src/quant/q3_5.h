@@ -74,14 +74,17 @@ void unrotate_q3_5(float* x, int64_t n);
 
 // Reference (de)quantizers of one row (quant/ref/q3_5.cpp). The quantizer searches each
 // sub-block's scale code for the least squared error in the rotated domain (= the error in the
-// original domain, R being orthonormal). An importance vector over input columns cannot change its
-// choices much: after the rotation every element of a group carries the group's mean importance
-// (the diagonal of R diag(imp) R^T), so q3.5 takes no importance argument (docs/formats.md).
+// original domain, R being orthonormal). Importance (an imatrix) is not diagonal after the
+// rotation (R diag(imp) R^T), so it enters through quantize_row_q3_5_imp's error feedback rather
+// than through per-element weights (docs/formats.md).
 void dequantize_row_q3_5_ref(const void* src, float* out, int64_t n);
 void quantize_row_q3_5_ref(const float* x, void* dst, int64_t n);
 // The same bytes from the fastest implementation this CPU has (cpu_kernels(), defined in
 // kernels/cpu/dispatch.cpp): what the type table, quantize and synth use.
 void quantize_row_q3_5(const float* x, void* dst, int64_t n);
+// With an importance vector over the row's columns (imatrix; null = the plain quantizer): the same
+// scales, then GPTQ-style rounding with error feedback in the rotated domain (quant/ref/q3_5_gptq.cpp).
+void quantize_row_q3_5_imp(const float* x, void* dst, int64_t n, const float* imp);
 
 // Internals shared by the reference and the SIMD quantizers (kernels/cpu/x86/avx512/).
 inline constexpr float kQ3_5Thresholds[3] = {0.5f * (14 + 44), 0.5f * (44 + 78), 0.5f * (78 + 127)};

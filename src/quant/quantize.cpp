@@ -32,7 +32,7 @@ constexpr Entry kQuantizers[] = {
     {GgmlType::Q3_K, quantize_q3_k, true},
     {GgmlType::Q4_K, quantize_q4_k, true},
     {GgmlType::Q6_K, quantize_q6_k, true},
-    {GgmlType::Q3_5, ignore_importance<quantize_row_q3_5>, false},  // see quant/q3_5.h
+    {GgmlType::Q3_5, quantize_row_q3_5_imp, true},  // see quant/q3_5.h
 };
 
 const Entry* find(uint32_t type_id) {

@@ -179,6 +179,41 @@ TEST(Q3_5, FastQuantizerEqualsReference) {
     EXPECT_GE(checked, 6 * 7);
 }
 
+// The importance-aware quantizer: constant importance makes its metric a multiple of I, so it must
+// give the plain quantizer's bytes exactly; skewed importance must lower the importance-weighted
+// error sum_k imp_k (w_k - q_k)^2 in the original domain, which is what an imatrix asks for; no
+// importance means the plain quantizer.
+TEST(Q3_5, ImportanceQuantizerGptq) {
+    std::mt19937 rng(21);
+    std::normal_distribution<float> nd(0.0f, 0.02f);
+    const int64_t n = 1024 + 64;  // four full groups and a tail
+    const int rows = 24;
+    std::vector<float> flat(n, 2.5f), skew(n);
+    std::exponential_distribution<float> ex(1.0f);
+    for (auto& v : skew) v = std::pow(ex(rng), 3.0f) + 1e-3f;  // heavy-tailed, like real imatrices
+    double plain_err = 0, gptq_err = 0;
+    for (int r = 0; r < rows; ++r) {
+        std::vector<float> x(n);
+        for (auto& v : x) v = nd(rng);
+        std::vector<uint8_t> a(*pl::row_bytes(pl::kQ3_5TypeId, n)), b(a.size()), c(a.size());
+        pl::quantize_row_q3_5_ref(x.data(), a.data(), n);
+        pl::quantize_row_q3_5_imp(x.data(), b.data(), n, flat.data());
+        EXPECT_EQ(a, b) << "row " << r << ": constant importance must not change the bytes";
+        pl::quantize_row_q3_5_imp(x.data(), c.data(), n, nullptr);
+        EXPECT_EQ(a, c);
+        pl::quantize_row_q3_5_imp(x.data(), b.data(), n, skew.data());
+        std::vector<float> ya(n), yb(n);
+        pl::dequantize_row_q3_5_ref(a.data(), ya.data(), n);
+        pl::dequantize_row_q3_5_ref(b.data(), yb.data(), n);
+        for (int64_t k = 0; k < n; ++k) {
+            plain_err += skew[k] * (x[k] - ya[k]) * static_cast<double>(x[k] - ya[k]);
+            gptq_err += skew[k] * (x[k] - yb[k]) * static_cast<double>(x[k] - yb[k]);
+        }
+        EXPECT_EQ(std::memcmp(a.data() + 4 * 112, b.data() + 4 * 112, 28), 0) << "the tail group stays plain";
+    }
+    EXPECT_LT(gptq_err, 0.8 * plain_err) << "weighted error: plain " << plain_err << ", gptq " << gptq_err;
+}
+
 TEST(Q3_5, ZerosAndNonFiniteAreSafe) {
     std::vector<float> z(64, 0.0f);
     auto y = roundtrip(pl::GgmlType::Q3_5, z);
