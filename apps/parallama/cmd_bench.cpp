@@ -91,34 +91,14 @@ int run_bench_cmd(const BenchCliOptions& o) {
     if (!batches) return fail("bench", batches.status());
     b.kernels.batches = *batches;
     b.kernels.threadings.clear();
-    {
-        std::string f;
-        for (char ch : o.threadings + ",") {
-            if (ch != ',') {
-                f += ch;
-                continue;
-            }
-            if (f.empty()) continue;
-            auto t = parse_threading(f);
-            if (!t) return fail("bench", err("--threading: unknown strategy '{}' (rows, nested, tiled, tasks)", f));
-            b.kernels.threadings.push_back(*t);
-            f.clear();
-        }
-        if (b.kernels.threadings.empty()) return fail("bench", err("--threading: no strategy given"));
+    for (const std::string& f : bench::split_list(o.threadings)) {
+        auto t = parse_threading(f);
+        if (!t) return fail("bench", err("--threading: unknown strategy '{}' (rows, nested, tiled, tasks)", f));
+        b.kernels.threadings.push_back(*t);
     }
+    if (b.kernels.threadings.empty()) return fail("bench", err("--threading: no strategy given"));
     b.model.batches = *batches;
-    if (!o.formats.empty()) {
-        b.kernels.formats.clear();
-        std::string f;
-        for (char ch : o.formats + ",") {
-            if (ch != ',') {
-                f += ch;
-            } else if (!f.empty()) {
-                b.kernels.formats.push_back(f);
-                f.clear();
-            }
-        }
-    }
+    if (!o.formats.empty()) b.kernels.formats = bench::split_list(o.formats);
     if (!o.shapes.empty()) {
         auto s = bench::parse_shapes(o.shapes);
         if (!s) return fail("bench", s.status().with_context("--shapes"));
@@ -131,18 +111,7 @@ int run_bench_cmd(const BenchCliOptions& o) {
     b.model.repeat = o.repeat > 0 ? o.repeat : 3;
     b.model.warmup = o.warmup;
     b.model.model_path = o.model;
-    if (!o.model_shapes.empty()) {
-        b.model.shapes.clear();
-        std::string f;
-        for (char ch : o.model_shapes + ",") {
-            if (ch != ',') {
-                f += ch;
-            } else if (!f.empty()) {
-                b.model.shapes.push_back(f);
-                f.clear();
-            }
-        }
-    }
+    if (!o.model_shapes.empty()) b.model.shapes = bench::split_list(o.model_shapes);
     b.model.type = o.type;
     b.model.layers = o.layers;
     b.model.n_prompt = o.pp;

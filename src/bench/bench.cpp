@@ -10,12 +10,18 @@
 
 namespace pl::bench {
 
-Result<std::vector<int>> parse_int_list(const std::string& text, int lo, int hi, const char* what) {
-    std::vector<int> out;
+std::vector<std::string> split_list(const std::string& text) {
+    std::vector<std::string> out;
     std::stringstream ss(text);
     std::string item;
-    while (std::getline(ss, item, ',')) {
-        if (item.empty()) continue;
+    while (std::getline(ss, item, ','))
+        if (!item.empty()) out.push_back(item);
+    return out;
+}
+
+Result<std::vector<int>> parse_int_list(const std::string& text, int lo, int hi, const char* what) {
+    std::vector<int> out;
+    for (const std::string& item : split_list(text)) {
         char* end = nullptr;
         const long v = std::strtol(item.c_str(), &end, 10);
         if (*end != '\0' || v < lo || v > hi) return err("{}: '{}' is not an integer in [{}, {}]", what, item, lo, hi);

@@ -27,6 +27,8 @@ struct BenchOptions {
 
 // "1,2,4" -> {1, 2, 4}; each in [lo, hi].
 Result<std::vector<int>> parse_int_list(const std::string& text, int lo, int hi, const char* what);
+// "a,b,,c" -> {"a", "b", "c"}: the items of a comma-separated option, empty ones skipped.
+std::vector<std::string> split_list(const std::string& text);
 
 // Runs everything `o` asks for. Progress lines go to `log`. Fails loudly (Status) on any
 // non-finite measurement or bad option.

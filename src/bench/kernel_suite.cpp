@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "bench/kernel_suite.h"
 
+#include "bench/bench.h"
 #include "bench/report.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/ops.h"
@@ -13,7 +14,6 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
-#include <sstream>
 
 namespace pl::bench {
 namespace {
@@ -96,10 +96,7 @@ std::vector<std::string> default_kernel_formats() { return {"q3.5", "q8_0", "q4_
 
 Result<std::vector<MatShape>> parse_shapes(const std::string& text) {
     std::vector<MatShape> out;
-    std::stringstream ss(text);
-    std::string item;
-    while (std::getline(ss, item, ',')) {
-        if (item.empty()) continue;
+    for (const std::string& item : split_list(text)) {
         const size_t x = item.find('x');
         MatShape s;
         char* end = nullptr;

@@ -145,18 +145,15 @@ struct Product {
     DotQ8AFn dot;
     GemmQ8AFn gemm = nullptr;
     const uint8_t* au8 = nullptr;  // offset-binary activations for the q3.5 block GEMM, or null
-    size_t col_bytes(int64_t k0) const {
-        const TypeTraits* tt = type_traits(W.type);
-        return static_cast<size_t>(k0 / tt->block_elems) * tt->block_bytes;
-    }
     // Y[t * ldy + r] for the item; with a column cut only one activation row (t1 = t0 + 1).
     void run(int64_t r0, int64_t r1, int64_t k0, int64_t k1, int64_t t0, int64_t t1, float* Y, int64_t ldy) const {
         const int64_t n = W.cols, nb = n / kQ8ABlock, m = t1 - t0;
         if (r1 <= r0 || m <= 0) return;
         if (k0 != 0 || k1 != n) {
             const int64_t kn = k1 - k0;
+            const size_t skip = *row_bytes(W.type, k0);  // k0 is a multiple of 256: whole blocks
             for (int64_t r = r0; r < r1; ++r)
-                Y[t0 * ldy + r] = dot(W.row(r) + col_bytes(k0), a.qs.data() + t0 * n + k0, a.d.data() + t0 * nb + k0 / kQ8ABlock,
+                Y[t0 * ldy + r] = dot(W.row(r) + skip, a.qs.data() + t0 * n + k0, a.d.data() + t0 * nb + k0 / kQ8ABlock,
                                       a.sum.data() + t0 * nb + k0 / kQ8ABlock, kn);
             return;
         }
