@@ -54,6 +54,19 @@ std::map<int, double> probe_bandwidth(const json& r) {
     return bw;
 }
 
+// A warning when the report ran with at least as many runnable processes as cores (its load
+// average at start or end): its times then include waiting for a core, not only the code.
+void check_load(const json& r, const char* which, std::vector<std::string>& warnings) {
+    if (!r.contains("machine") || !r["machine"].is_object()) return;
+    const json& m = r["machine"];
+    const int cores = m.contains("cores") && m["cores"].is_number_integer() ? m["cores"].get<int>() : 0;
+    double load = -1;
+    for (const json* v : {m.contains("loadavg_start") ? &m["loadavg_start"] : nullptr, r.contains("loadavg_end") ? &r["loadavg_end"] : nullptr})
+        if (v && v->is_number()) load = std::max(load, v->get<double>());
+    if (cores > 0 && load >= cores)
+        warnings.push_back(fmt::format("the {} report ran at a load average of {:.2f} on {} cores: other processes competed for the CPU", which, load, cores));
+}
+
 double median_of(std::vector<double> v) {
     if (v.empty()) return 0;
     std::sort(v.begin(), v.end());
@@ -95,6 +108,8 @@ Result<CompareResult> compare_reports(const json& o, const json& n, double min_t
     CompareResult c;
     const std::string cpu_o = machine_cpu(o), cpu_n = machine_cpu(n);
     if (cpu_o != cpu_n) c.warnings.push_back(fmt::format("different CPUs: '{}' vs '{}'", cpu_o, cpu_n));
+    check_load(o, "old", c.warnings);
+    check_load(n, "new", c.warnings);
     std::map<std::string, const json*> old_rows;
     for (const auto& r : o["results"]) old_rows[r["id"].get<std::string>()] = &r;
     std::map<std::string, bool> seen;

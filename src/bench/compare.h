@@ -73,7 +73,7 @@ struct CompareRow {
 struct CompareResult {
     std::vector<CompareRow> rows;
     std::vector<std::string> only_old, only_new;  // ids present in one report only
-    std::vector<std::string> warnings;            // different CPUs, no probe, too few rows
+    std::vector<std::string> warnings;            // different CPUs, a loaded machine, no probe, too few rows
     bool probe_normalised = false;                // step 1 ran (both reports have a probe)
     std::vector<MachineDrift> drift;              // per thread count, when probe_normalised
     PairNoise slower, faster;                     // noise behind the regression / improvement thresholds

@@ -194,6 +194,18 @@ TEST(BenchCompare, WithoutAProbeRawTimesAreComparedWithAWarning) {
     EXPECT_EQ(all->common_verdict, "REGRESSION");
 }
 
+TEST(BenchCompare, WarnsAboutALoadedMachine) {
+    json a = recorded_a(), b = recorded_b();  // load 1.03-1.29 on 2 cores: no warning
+    auto quiet = compare_reports(a, b);
+    ASSERT_TRUE(quiet);
+    for (const auto& w : quiet->warnings) EXPECT_EQ(w.find("load average"), std::string::npos) << w;
+    b["loadavg_end"] = 5.2;
+    auto loaded = compare_reports(a, b);
+    ASSERT_TRUE(loaded);
+    ASSERT_EQ(loaded->warnings.size(), 1u);
+    EXPECT_EQ(loaded->warnings[0], "the new report ran at a load average of 5.20 on 2 cores: other processes competed for the CPU");
+}
+
 TEST(BenchCompare, TheProbeExcusesMachineDriftButNeverCreatesOne) {
     // Eight rows at 1 thread with +-2% row noise, then the same rows 20% slower.
     std::vector<json> base_rows;
