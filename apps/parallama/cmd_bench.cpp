@@ -75,7 +75,7 @@ int run_compare(const BenchCliOptions& o) {
     auto c = bench::compare_reports(*a, *b, o.threshold);
     if (!c) return fail("bench compare", c.status());
     std::fputs(bench::compare_markdown(*c).c_str(), stdout);
-    return c->regressions > 0 ? 2 : 0;
+    return c->regressed() ? 2 : 0;
 }
 
 int run_bench_cmd(const BenchCliOptions& o) {
@@ -167,10 +167,10 @@ const CommandRegistrar kBench({"bench", "Benchmark kernels and models; JSON/mark
     app.add_option("-o,--out", o->out_dir, "Report directory (default bench-results/<timestamp>/)");
     app.add_flag("--no-charts", o->no_charts, "Do not run gnuplot");
 
-    CLI::App* cmp = app.add_subcommand("compare", "Per-row speed ratios of two reports; flags regressions beyond the noise (exit 2)");
+    CLI::App* cmp = app.add_subcommand("compare", "Per-row speed ratios of two reports; flags regressions (rows or build-wide) beyond the noise measured on the pair (exit 2)");
     cmp->add_option("old", o->old_path, "Old report.json")->required()->check(CLI::ExistingFile);
     cmp->add_option("new", o->new_path, "New report.json")->required()->check(CLI::ExistingFile);
-    cmp->add_option("--min-threshold", o->threshold, "Smallest slowdown that counts as a regression")
+    cmp->add_option("--min-threshold", o->threshold, "Smallest slowdown that counts as a regression (the floor under the measured noise)")
         ->check(CLI::Range(0.0, 10.0))->capture_default_str();
     app.require_subcommand(0, 1);
     return [o, cmp] {
