@@ -145,7 +145,7 @@ private:
         std::vector<uint8_t> buf(sizeof h + e.size() * sizeof(BatchEntry) + nx * sizeof(float));
         std::memcpy(buf.data(), &h, sizeof h);
         if (!e.empty()) std::memcpy(buf.data() + sizeof h, e.data(), e.size() * sizeof(BatchEntry));
-        if (nx) std::memcpy(buf.data() + sizeof h + e.size() * sizeof(BatchEntry), x, nx * sizeof(float));
+        if (nx && x) std::memcpy(buf.data() + sizeof h + e.size() * sizeof(BatchEntry), x, nx * sizeof(float));
         g_.pp.send(buf.data(), buf.size(), g_.at.pp_rank + 1, kTagItem);
     }
 

@@ -80,7 +80,10 @@ TEST(DistCli, StoriesEveryLayoutMatchesSingleProcess) {
     PL_REQUIRE_MPI();
     const std::string gguf = pl::test::model_file("stories260K/stories260K-f32.gguf");
     PL_REQUIRE_DATA(gguf, "stories260K/stories260K-f32.gguf");
-    expect_layouts_match(gguf, "--prompt-ids 1 -n 48 --temp 0 --ids");
+    Layouts layouts = kLayouts;
+    layouts.push_back({4, "--tp 4"});  // 8/4 heads: two query heads and one KV head per rank
+    layouts.push_back({4, "--pp 4"});
+    expect_layouts_match(gguf, "--prompt-ids 1 -n 48 --temp 0 --ids", layouts);
     // And the single process itself is llama2.c's run.c.
     auto want = pl::test::stories_reference_ids();
     want.resize(std::min<size_t>(want.size(), 48));
