@@ -2,6 +2,7 @@
 // parallama generate: text (or token ids) in, sampled continuation out, speed at the end.
 #include "command.h"
 #include "common.h"
+#include "generate.h"
 
 #include "model/llama.h"
 #include "sampling/sampler.h"
@@ -13,21 +14,20 @@
 #include <cstdio>
 
 namespace pl::cli {
-namespace {
 
-struct GenerateOptions {
-    std::string model;
-    std::string prompt;
-    std::string prompt_ids;
-    std::string prompts_file;
-    int n_predict = 128;
-    int n_ctx = 0;
-    int threads = 0;
-    bool print_ids = false;
-    bool no_bos = false;
-    bool ignore_eos = false;
-    SamplingParams sampling;
-};
+Result<std::vector<std::string>> read_prompts_file(const std::string& path) {
+    std::ifstream f(path);
+    if (!f) return err("cannot open --prompts-file {}", path);
+    std::vector<std::string> texts;
+    for (std::string line; std::getline(f, line);) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (!line.empty()) texts.push_back(line);
+    }
+    if (texts.empty()) return err("--prompts-file {} has no prompts (one per line)", path);
+    return texts;
+}
+
+namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -38,14 +38,9 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // so every output equals what `generate -p` gives for that prompt alone.
 int run_generate_batch(const GenerateOptions& o, const Model& model, const Tokenizer& tok) {
     const ModelConfig& cfg = model.config();
-    std::ifstream f(o.prompts_file);
-    if (!f) return fail("generate", err("cannot open --prompts-file {}", o.prompts_file));
-    std::vector<std::string> texts;
-    for (std::string line; std::getline(f, line);) {
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (!line.empty()) texts.push_back(line);
-    }
-    if (texts.empty()) return fail("generate", err("--prompts-file {} has no prompts (one per line)", o.prompts_file));
+    auto read = read_prompts_file(o.prompts_file);
+    if (!read) return fail("generate", read.status());
+    const std::vector<std::string>& texts = *read;
     const int n = static_cast<int>(texts.size());
     std::vector<std::vector<int32_t>> prompts;
     size_t longest = 0, prompt_tokens = 0;
@@ -124,6 +119,7 @@ int run_generate(const GenerateOptions& o) {
     if (!o.prompts_file.empty() && (!o.prompt.empty() || !o.prompt_ids.empty()))
         return fail("generate", err("give either --prompts-file or -p/--prompt-ids, not both"));
     if (!o.prompt.empty() && !o.prompt_ids.empty()) return fail("generate", err("give either -p or --prompt-ids, not both"));
+    if (wants_distributed(o.parallel)) return run_generate_dist(o);
     apply_threads(o.threads);
     auto model = Model::load(o.model);
     if (!model) return fail("generate", model.status());
@@ -224,6 +220,7 @@ const CommandRegistrar kGenerate({"generate", "Generate text from a prompt", 20,
     app.add_flag("--ignore-eos", o->ignore_eos, "Keep generating past end-of-generation tokens");
     add_sampling_options(app, o->sampling);
     add_threads_option(app, o->threads);
+    add_parallel_options(app, o->parallel);
     return [o] { return run_generate(*o); };
 }});
 

@@ -11,7 +11,9 @@
 #include <atomic>
 #include <cstring>
 
+#include <fcntl.h>
 #include <omp.h>
+#include <unistd.h>
 
 namespace pl {
 namespace {
@@ -103,6 +105,51 @@ public:
         return out;
     }
 
+    // Columns [c0, c1) of every row of a (rows, cols) matrix, read from the file with pread into a
+    // buffer kept in `store`: the mapping's pages holding the other columns are never touched.
+    // The slice must start on a block (a 256-group for rotated types such as q3.5) and end on one
+    // or at the end of the row, so that it is itself a valid row of c1 - c0 weights.
+    WeightView matrix_cols(const std::string& name, int64_t rows, int64_t cols, int64_t c0, int64_t c1, int tp,
+                           std::vector<std::unique_ptr<uint8_t[]>>& store) {
+        WeightView w = matrix(name, rows, cols);
+        if (!w.data) return w;
+        const TypeTraits* tt = type_traits(w.type);
+        const int64_t unit = tt->rotated_input ? kQ3_5Group : tt->block_elems;
+        if (c0 % unit != 0 || (c1 % unit != 0 && c1 != cols)) {
+            problems_.push_back(fmt::format("'{}' ({}): tp={} splits its {} columns at {}, which is not a multiple of the "
+                                            "type's {}-weight blocks (use another tp degree or weight type)",
+                                            name, tt->name, tp, cols, c0 % unit != 0 ? c0 : c1, unit));
+            w.data = nullptr;
+            return w;
+        }
+        const size_t skip = *row_bytes(w.type, c0);
+        const size_t slice = *row_bytes(w.type, c1 - c0);
+        if (fd_ < 0) fd_ = ::open(f_.path().c_str(), O_RDONLY | O_CLOEXEC);
+        const uint64_t file_at = f_.data_offset() + f_.find_tensor(name)->offset;
+        auto buf = std::make_unique<uint8_t[]>(slice * static_cast<size_t>(rows));
+        for (int64_t r = 0; r < rows && fd_ >= 0; ++r) {
+            const off_t at = static_cast<off_t>(file_at + static_cast<uint64_t>(r) * w.row_bytes + skip);
+            if (::pread(fd_, buf.get() + static_cast<size_t>(r) * slice, slice, at) != static_cast<ssize_t>(slice)) {
+                problems_.push_back(fmt::format("'{}': cannot read row {} of its column slice from {}", name, r, f_.path()));
+                w.data = nullptr;
+                return w;
+            }
+        }
+        if (fd_ < 0) {
+            problems_.push_back(fmt::format("cannot reopen {} to read the column slice of '{}'", f_.path(), name));
+            w.data = nullptr;
+            return w;
+        }
+        w.cols = c1 - c0;
+        w.row_bytes = slice;
+        w.data = buf.get();
+        store.push_back(std::move(buf));
+        return w;
+    }
+    ~Binder() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+
     Status status() const {
         if (missing_.empty() && problems_.empty()) return Status::ok();
         std::string msg;
@@ -116,11 +163,44 @@ public:
 
 private:
     const gguf::File& f_;
+    int fd_ = -1;
     std::vector<std::string> missing_;
     std::vector<std::string> problems_;
 };
 
+// Rows [r0, r1) of a bound matrix: a contiguous range of its bytes.
+WeightView row_slice(WeightView w, int64_t r0, int64_t r1) {
+    if (w.data) w.data += static_cast<size_t>(r0) * w.row_bytes;
+    w.rows = r1 - r0;
+    return w;
+}
+
 }  // namespace
+
+Result<ShardDims> shard_dims(const ModelConfig& c, const ShardSpec& s) {
+    const int tp = s.tp_size;
+    const int lb = s.layer_begin, le = s.layer_end < 0 ? c.n_layers : s.layer_end;
+    if (tp < 1 || s.tp_rank < 0 || s.tp_rank >= tp) return err("tensor-parallel rank {} of {} is invalid", s.tp_rank, tp);
+    if (c.n_heads % tp != 0) return err("n_heads={} is not divisible by tp={}", c.n_heads, tp);
+    if (c.n_kv_heads % tp != 0) return err("n_kv_heads={} is not divisible by tp={}", c.n_kv_heads, tp);
+    if (c.hidden_dim % tp != 0) return err("FFN size hidden_dim={} is not divisible by tp={}", c.hidden_dim, tp);
+    if (tp > c.vocab_size) return err("vocab_size={} is smaller than tp={}", c.vocab_size, tp);
+    if (lb < 0 || le > c.n_layers || lb >= le)
+        return err("layer range [{}, {}) is empty or outside the model's {} layers", lb, le, c.n_layers);
+    ShardDims d;
+    d.n_heads = c.n_heads / tp;
+    d.n_kv_heads = c.n_kv_heads / tp;
+    d.head_begin = s.tp_rank * d.n_heads;
+    d.kv_head_begin = s.tp_rank * d.n_kv_heads;
+    d.q_dim = d.n_heads * c.head_dim;
+    d.kv_dim = d.n_kv_heads * c.head_dim;
+    d.hidden_dim = c.hidden_dim / tp;
+    d.hidden_begin = s.tp_rank * d.hidden_dim;
+    split_range(c.vocab_size, tp, s.tp_rank, d.vocab_begin, d.vocab_end);
+    d.layer_begin = lb;
+    d.layer_end = le;
+    return d;
+}
 
 Result<ModelConfig> ModelConfig::from_gguf(const gguf::File& f) {
     ModelConfig c;
@@ -186,7 +266,15 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path) {
     return from_file(std::move(f).value());
 }
 
-Result<std::unique_ptr<Model>> Model::from_file(std::unique_ptr<gguf::File> file) {
+Result<std::unique_ptr<Model>> Model::from_file(std::unique_ptr<gguf::File> file) { return from_file(std::move(file), ShardSpec{}); }
+
+Result<std::unique_ptr<Model>> Model::load(const std::string& path, const ShardSpec& shard) {
+    auto f = gguf::File::open(path);
+    if (!f) return f.status();
+    return from_file(std::move(f).value(), shard);
+}
+
+Result<std::unique_ptr<Model>> Model::from_file(std::unique_ptr<gguf::File> file, const ShardSpec& shard) {
     std::unique_ptr<Model> m(new Model());
     m->file_ = std::move(file);
     const gguf::File& f = *m->file_;
@@ -196,24 +284,44 @@ Result<std::unique_ptr<Model>> Model::from_file(std::unique_ptr<gguf::File> file
     const ModelConfig& c = m->cfg_;
     const int q_dim = c.n_heads * c.head_dim;
 
+    auto dims = shard_dims(c, shard);
+    if (!dims) return dims.status().with_context(f.path());
+    m->shard_ = shard;
+    m->dims_ = *dims;
+    const ShardDims& d = m->dims_;
+    const int tp = shard.tp_size;
+    const int hd = c.head_dim;
+
     Binder b(f);
+    // Rows of this rank: heads [head_begin, +n_heads), KV heads, FFN rows, vocabulary rows.
+    auto rows = [&](const std::string& name, int64_t n_rows, int64_t n_cols, int64_t r0, int64_t n) {
+        return row_slice(b.matrix(name, n_rows, n_cols), r0, r0 + n);
+    };
+    // Columns of this rank (attention output over its heads, FFN down over its FFN rows).
+    auto cols = [&](const std::string& name, int64_t n_rows, int64_t n_cols, int64_t c0, int64_t n) {
+        if (tp == 1) return b.matrix(name, n_rows, n_cols);
+        return b.matrix_cols(name, n_rows, n_cols, c0, c0 + n, tp, m->owned_);
+    };
     m->token_embd_ = b.matrix("token_embd.weight", c.vocab_size, c.dim);
-    m->output_ = c.tied_embeddings ? m->token_embd_ : b.matrix("output.weight", c.vocab_size, c.dim);
+    if (d.layer_end == c.n_layers) {
+        const WeightView head = c.tied_embeddings ? m->token_embd_ : b.matrix("output.weight", c.vocab_size, c.dim);
+        m->output_ = row_slice(head, d.vocab_begin, d.vocab_end);
+    }
     m->output_norm_ = b.vector("output_norm.weight", c.dim);
     m->rope_freqs_ = b.vector("rope_freqs.weight", c.n_rot / 2, /*required=*/false);
     m->layers_.resize(static_cast<size_t>(c.n_layers));
-    for (int l = 0; l < c.n_layers; ++l) {
+    for (int l = d.layer_begin; l < d.layer_end; ++l) {
         const std::string p = fmt::format("blk.{}.", l);
         LayerWeights& L = m->layers_[static_cast<size_t>(l)];
         L.attn_norm = b.vector(p + "attn_norm.weight", c.dim);
         L.ffn_norm = b.vector(p + "ffn_norm.weight", c.dim);
-        L.wq = b.matrix(p + "attn_q.weight", q_dim, c.dim);
-        L.wk = b.matrix(p + "attn_k.weight", c.kv_dim, c.dim);
-        L.wv = b.matrix(p + "attn_v.weight", c.kv_dim, c.dim);
-        L.wo = b.matrix(p + "attn_output.weight", c.dim, q_dim);
-        L.w_gate = b.matrix(p + "ffn_gate.weight", c.hidden_dim, c.dim);
-        L.w_up = b.matrix(p + "ffn_up.weight", c.hidden_dim, c.dim);
-        L.w_down = b.matrix(p + "ffn_down.weight", c.dim, c.hidden_dim);
+        L.wq = rows(p + "attn_q.weight", q_dim, c.dim, int64_t{d.head_begin} * hd, d.q_dim);
+        L.wk = rows(p + "attn_k.weight", c.kv_dim, c.dim, int64_t{d.kv_head_begin} * hd, d.kv_dim);
+        L.wv = rows(p + "attn_v.weight", c.kv_dim, c.dim, int64_t{d.kv_head_begin} * hd, d.kv_dim);
+        L.wo = cols(p + "attn_output.weight", c.dim, q_dim, int64_t{d.head_begin} * hd, d.q_dim);
+        L.w_gate = rows(p + "ffn_gate.weight", c.hidden_dim, c.dim, d.hidden_begin, d.hidden_dim);
+        L.w_up = rows(p + "ffn_up.weight", c.hidden_dim, c.dim, d.hidden_begin, d.hidden_dim);
+        L.w_down = cols(p + "ffn_down.weight", c.dim, c.hidden_dim, d.hidden_begin, d.hidden_dim);
     }
     if (Status s = b.status(); !s) return s.with_context(f.path());
     PL_LOG_INFO("model: {}", c.summary());
@@ -277,7 +385,8 @@ Result<std::unique_ptr<Session>> Session::create(const Model& model, int n_ctx, 
     s->free_blocks_.resize(static_cast<size_t>(n_blocks));
     for (int64_t b = 0; b < n_blocks; ++b) s->free_blocks_[static_cast<size_t>(b)] = static_cast<int32_t>(n_blocks - 1 - b);
     s->seq_blocks_.resize(static_cast<size_t>(n_seq));
-    const size_t kv = static_cast<size_t>(c.n_layers) * static_cast<size_t>(n_blocks) * kKvBlock * static_cast<size_t>(c.kv_dim);
+    const ShardDims& d = model.dims();
+    const size_t kv = static_cast<size_t>(d.n_layers()) * static_cast<size_t>(n_blocks) * kKvBlock * static_cast<size_t>(d.kv_dim);
     const size_t elem = s->kv_type_ == KvType::F16 ? sizeof(uint16_t) : sizeof(float);
     s->key_cache_ = std::calloc(kv, elem);
     s->value_cache_ = std::calloc(kv, elem);
@@ -285,14 +394,15 @@ Result<std::unique_ptr<Session>> Session::create(const Model& model, int n_ctx, 
         return err("cannot allocate the KV cache: {} MiB ({}) for {} positions ({} sequence(s), context {})", 2 * kv * elem >> 20,
                    kv_type_name(s->kv_type_), n_blocks * kKvBlock, n_seq, n_ctx);
     const size_t nb = static_cast<size_t>(s->n_batch_);
-    s->k_new_.resize(nb * c.kv_dim);
-    s->v_new_.resize(nb * c.kv_dim);
+    s->k_new_.resize(nb * d.kv_dim);
+    s->v_new_.resize(nb * d.kv_dim);
     s->x_.resize(nb * c.dim);
-    s->xb_.resize(nb * c.dim);
+    s->xb_.resize(nb * std::max(c.dim, d.q_dim));
     s->xb2_.resize(nb * c.dim);
-    s->q_.resize(nb * c.dim);
-    s->hb_.resize(nb * c.hidden_dim);
-    s->hb2_.resize(nb * c.hidden_dim);
+    s->q_.resize(nb * d.q_dim);
+    s->hb_.resize(nb * d.hidden_dim);
+    s->hb2_.resize(nb * d.hidden_dim);
+    if (model.shard().tp_size > 1) s->logits_local_.resize(nb * static_cast<size_t>(d.vocab_end - d.vocab_begin));
     s->att_.resize(static_cast<size_t>(s->n_threads_) * static_cast<size_t>(n_ctx));
     return s;
 }
@@ -302,8 +412,19 @@ Session::~Session() {
     std::free(value_cache_);
 }
 
+Status Session::check_shard_ready(bool needs_full_depth) const {
+    const ShardDims& d = model_.dims();
+    if (needs_full_depth && (d.layer_begin != 0 || d.layer_end != model_.config().n_layers))
+        return err("this model shard holds layers [{}, {}) of {}: run it with decode_stage()", d.layer_begin, d.layer_end,
+                   model_.config().n_layers);
+    if (model_.shard().tp_size > 1 && (!tp_ || tp_->size() != model_.shard().tp_size))
+        return err("a tensor-parallel shard (tp={}) needs its collectives (Session::set_tensor_parallel)", model_.shard().tp_size);
+    return Status::ok();
+}
+
 Status Session::eval(std::span<const int32_t> tokens, float* logits_out, bool all_logits) {
     const ModelConfig& c = model_.config();
+    PL_TRY(check_shard_ready(true));
     if (n_past_ + static_cast<int64_t>(tokens.size()) > n_ctx_)
         return err("context overflow: {} tokens in the cache + {} new > context size {}", n_past_, tokens.size(), n_ctx_);
     for (size_t i = 0; i < tokens.size(); ++i)
@@ -383,7 +504,17 @@ void Session::truncate(int n) {
 }
 
 Status Session::decode(std::span<const BatchEntry> entries, float* logits_out) {
+    PL_TRY(check_shard_ready(true));
+    return decode_stage(entries, nullptr, logits_out);
+}
+
+Status Session::decode_stage(std::span<const BatchEntry> entries, const float* x_in, float* out) {
     const ModelConfig& c = model_.config();
+    PL_TRY(check_shard_ready(false));
+    const bool first = model_.dims().layer_begin == 0, last = model_.dims().layer_end == c.n_layers;
+    if (!first && !x_in) return err("a pipeline stage starting at layer {} needs its input hidden states", model_.dims().layer_begin);
+    if (!last && !out) return err("a pipeline stage ending before the last layer needs a buffer for its hidden states");
+    float* logits_out = last ? out : nullptr;
     for (size_t i = 0; i < entries.size(); ++i) {
         const BatchEntry& e = entries[i];
         if (e.seq < 0 || e.seq >= n_seq_) return err("entry {}: sequence {} is out of range [0, {})", i, e.seq, n_seq_);
@@ -415,8 +546,9 @@ Status Session::decode(std::span<const BatchEntry> entries, float* logits_out) {
             pos.push_back(e.pos);
             if (e.logits) rows.push_back(i);
         }
+        const size_t at = i0 * static_cast<size_t>(c.dim);
         forward_entries(tokens.data(), seqs.data(), pos.data(), n, rows.empty() ? nullptr : logits_out, rows.data(),
-                        static_cast<int>(rows.size()));
+                        static_cast<int>(rows.size()), x_in ? x_in + at : nullptr, last ? nullptr : out + at);
         if (logits_out) logits_out += rows.size() * vocab;
     }
     return Status::ok();
@@ -467,12 +599,16 @@ void Session::forward_batch(const int32_t* tokens, int n, int pos0, float* logit
 // sequences at any positions, GQA, partial rotary dims, rope frequency factors and any weight
 // type). The per-entry arithmetic is identical to running the tokens one at a time.
 void Session::forward_entries(const int32_t* tokens, const int* seqs, const int* pos, int n, float* logits,
-                              const int* logit_rows, int n_logit_rows) {
+                              const int* logit_rows, int n_logit_rows, const float* x_in, float* x_out) {
     const ModelConfig& c = model_.config();
+    const ShardDims& d = model_.dims();  // the whole model, or this rank's heads, FFN rows and layers
     const int dim = c.dim;
     const int head_dim = c.head_dim;
-    const int kv_dim = c.kv_dim;
+    const int kv_dim = d.kv_dim;
+    const int q_dim = d.q_dim;
     const int kv_mul = c.n_heads / c.n_kv_heads;
+    const size_t nd = static_cast<size_t>(n) * dim;
+    TensorParallelOps* tp = model_.shard().tp_size > 1 ? tp_ : nullptr;
     const float* freq_factors = model_.rope_freqs().empty() ? nullptr : model_.rope_freqs().data();
     float* x = x_.data();
     const bool f16 = kv_type_ == KvType::F16;
@@ -480,13 +616,16 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
     const size_t block_rows = static_cast<size_t>(kKvBlock) * static_cast<size_t>(kv_dim);
     auto kv_row = [&](int l, int s, int t) {
         const int32_t b = seq_blocks_[static_cast<size_t>(s)][static_cast<size_t>(t / kKvBlock)];
-        return (static_cast<size_t>(l) * static_cast<size_t>(n_blocks_) + static_cast<size_t>(b)) * block_rows +
+        return (static_cast<size_t>(l - d.layer_begin) * static_cast<size_t>(n_blocks_) + static_cast<size_t>(b)) * block_rows +
                static_cast<size_t>(t % kKvBlock) * static_cast<size_t>(kv_dim);
     };
 
-    for (int i = 0; i < n; ++i) dequantize_row(model_.token_embd(), tokens[i], x + static_cast<size_t>(i) * dim);
+    if (x_in)
+        std::memcpy(x, x_in, nd * sizeof(float));
+    else
+        for (int i = 0; i < n; ++i) dequantize_row(model_.token_embd(), tokens[i], x + static_cast<size_t>(i) * dim);
 
-    for (int l = 0; l < c.n_layers; ++l) {
+    for (int l = d.layer_begin; l < d.layer_end; ++l) {
         const LayerWeights& L = model_.layer(l);
         for (int i = 0; i < n; ++i)
             rmsnorm(xb_.data() + static_cast<size_t>(i) * dim, x + static_cast<size_t>(i) * dim, L.attn_norm.data(), dim, c.rms_eps);
@@ -497,8 +636,8 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
         linear(L.wv, xb_.data(), n, v_new_.data(), xq_, xq_valid);
         for (int i = 0; i < n; ++i) {
             float* k = k_new_.data() + static_cast<size_t>(i) * kv_dim;
-            rope(q_.data() + static_cast<size_t>(i) * dim, c.n_heads, head_dim, c.n_rot, pos[i], c.rope_theta, freq_factors);
-            rope(k, c.n_kv_heads, head_dim, c.n_rot, pos[i], c.rope_theta, freq_factors);
+            rope(q_.data() + static_cast<size_t>(i) * q_dim, d.n_heads, head_dim, c.n_rot, pos[i], c.rope_theta, freq_factors);
+            rope(k, d.n_kv_heads, head_dim, c.n_rot, pos[i], c.rope_theta, freq_factors);
             // This step's K and V rows go to their sequences' slots before any entry attends.
             const float* v = v_new_.data() + static_cast<size_t>(i) * kv_dim;
             const size_t at = kv_row(l, seqs[i], pos[i]);
@@ -512,16 +651,16 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
         }
 
         const float sqrt_head_dim = std::sqrt(static_cast<float>(head_dim));
-        const int n_heads = c.n_heads;
+        const int n_heads = d.n_heads;
 #pragma omp parallel for collapse(2) schedule(static)
         for (int i = 0; i < n; ++i) {
             for (int h = 0; h < n_heads; ++h) {
                 const int p = pos[i];  // causal: the entry sees positions 0..p of its sequence
                 const int sq = seqs[i];
-                const float* q = q_.data() + static_cast<size_t>(i) * dim + static_cast<size_t>(h) * head_dim;
+                const float* q = q_.data() + static_cast<size_t>(i) * q_dim + static_cast<size_t>(h) * head_dim;
                 float* att = att_.data() + static_cast<size_t>(omp_get_thread_num()) * n_ctx_;
                 const size_t kv_off = static_cast<size_t>(h / kv_mul) * head_dim;
-                float* out = xb_.data() + static_cast<size_t>(i) * dim + static_cast<size_t>(h) * head_dim;
+                float* out = xb_.data() + static_cast<size_t>(i) * q_dim + static_cast<size_t>(h) * head_dim;
                 if (f16) {
                     const auto* kc = static_cast<const uint16_t*>(key_cache_);
                     const auto* vc = static_cast<const uint16_t*>(value_cache_);
@@ -542,17 +681,23 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
         }
         xq_valid = false;
         linear(L.wo, xb_.data(), n, xb2_.data(), xq_, xq_valid);
-        for (size_t j = 0; j < static_cast<size_t>(n) * dim; ++j) x[j] += xb2_[j];
+        if (tp) tp->allreduce_sum(xb2_.data(), nd);  // partial sums over this rank's heads
+        for (size_t j = 0; j < nd; ++j) x[j] += xb2_[j];
 
         for (int i = 0; i < n; ++i)
             rmsnorm(xb_.data() + static_cast<size_t>(i) * dim, x + static_cast<size_t>(i) * dim, L.ffn_norm.data(), dim, c.rms_eps);
         xq_valid = false;
         linear(L.w_gate, xb_.data(), n, hb_.data(), xq_, xq_valid);
         linear(L.w_up, xb_.data(), n, hb2_.data(), xq_, xq_valid);
-        swiglu(hb_.data(), hb2_.data(), static_cast<int64_t>(n) * c.hidden_dim);
+        swiglu(hb_.data(), hb2_.data(), static_cast<int64_t>(n) * d.hidden_dim);
         bool hq_valid = false;
         linear(L.w_down, hb_.data(), n, xb2_.data(), hq_, hq_valid);
-        for (size_t j = 0; j < static_cast<size_t>(n) * dim; ++j) x[j] += xb2_[j];
+        if (tp) tp->allreduce_sum(xb2_.data(), nd);  // partial sums over this rank's FFN rows
+        for (size_t j = 0; j < nd; ++j) x[j] += xb2_[j];
+    }
+    if (x_out) {  // a pipeline stage before the last: hand the hidden states on
+        std::memcpy(x_out, x, nd * sizeof(float));
+        return;
     }
 
     if (!logits || n_logit_rows <= 0) return;
@@ -564,7 +709,13 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
         rmsnorm(dst, dst, model_.output_norm().data(), dim, c.rms_eps);
     }
     bool xq_valid = false;
-    linear(model_.output(), x, n_logit_rows, logits, xq_, xq_valid);
+    if (!tp) {
+        linear(model_.output(), x, n_logit_rows, logits, xq_, xq_valid);
+        return;
+    }
+    // This rank's vocabulary rows, then rank 0 gathers the full rows.
+    linear(model_.output(), x, n_logit_rows, logits_local_.data(), xq_, xq_valid);
+    tp->gather_columns(logits_local_.data(), n_logit_rows, c.vocab_size, logits);
 }
 
 }  // namespace pl

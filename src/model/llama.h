@@ -10,6 +10,7 @@
 #include "format/gguf.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/ops.h"
+#include "model/shard.h"
 
 #include <cstdint>
 #include <functional>
@@ -62,6 +63,12 @@ public:
     // Errors list all missing tensors at once.
     static Result<std::unique_ptr<Model>> load(const std::string& path);
     static Result<std::unique_ptr<Model>> from_file(std::unique_ptr<gguf::File> file);
+    // One rank's shard (model/shard.h): only its layers, and under tensor parallelism only its
+    // row ranges (views into the mapping) and column slices (read with pread into memory of its
+    // own, so the mapping's pages that hold other ranks' columns are never touched). Errors name
+    // the tensor and the numbers when a split does not fit the shape or the weight type's blocks.
+    static Result<std::unique_ptr<Model>> load(const std::string& path, const ShardSpec& shard);
+    static Result<std::unique_ptr<Model>> from_file(std::unique_ptr<gguf::File> file, const ShardSpec& shard);
 
     const ModelConfig& config() const { return cfg_; }
     const gguf::File& file() const { return *file_; }
@@ -69,7 +76,9 @@ public:
     const WeightView& output() const { return output_; }          // (vocab_size, dim)
     const std::vector<float>& output_norm() const { return output_norm_; }
     const std::vector<float>& rope_freqs() const { return rope_freqs_; }  // (n_rot/2) or empty
-    const LayerWeights& layer(int l) const { return layers_[static_cast<size_t>(l)]; }
+    const LayerWeights& layer(int l) const { return layers_[static_cast<size_t>(l)]; }  // bound for dims() layers
+    const ShardSpec& shard() const { return shard_; }
+    const ShardDims& dims() const { return dims_; }  // this shard's heads, FFN rows, vocab rows, layers
     // Bytes of weights streamed per generated token (all matrices once + one embedding row).
     uint64_t weight_bytes() const;
     uint64_t n_params() const;
@@ -83,6 +92,9 @@ private:
     std::vector<float> output_norm_;
     std::vector<float> rope_freqs_;
     std::vector<LayerWeights> layers_;
+    ShardSpec shard_;
+    ShardDims dims_;
+    std::vector<std::unique_ptr<uint8_t[]>> owned_;  // column slices of a tensor-parallel shard
 };
 
 // Per-sequence state: the KV cache and scratch buffers, sized once from the config.
@@ -157,6 +169,18 @@ public:
     // token. Does not touch n_past() (the caller tracks each sequence's length).
     Status decode(std::span<const BatchEntry> entries, float* logits_out);
 
+    // Pipeline stages: decode() for a model shard holding layers [b, e) (Model::dims()). When the
+    // shard does not start at layer 0, x_in holds the entries' hidden states (entries.size(), dim)
+    // in place of their tokens' embeddings (tokens are still validated); when it does not end at
+    // the last layer, out receives the hidden states after layer e-1 (entries.size(), dim),
+    // otherwise the logits as decode() writes them. decode() is decode_stage(entries, nullptr, out).
+    Status decode_stage(std::span<const BatchEntry> entries, const float* x_in, float* out);
+
+    // Tensor parallelism: the collectives for a model loaded with ShardSpec::tp_size > 1 (not
+    // owned; must outlive the session). eval() and decode() fail without them. Every rank of the
+    // stage must make the same calls with the same entries; only tp rank 0's logits are filled.
+    void set_tensor_parallel(TensorParallelOps* ops) { tp_ = ops; }
+
     // Gives sequence `seq`'s KV blocks back to the pool (the sequence is empty afterwards).
     void seq_free(int seq);
     // Positions sequence `seq` can hold without taking new blocks.
@@ -172,8 +196,11 @@ private:
     void forward_batch(const int32_t* tokens, int n, int pos0, float* logits, bool all_logits);
     // The general step: entry i is token tokens[i] of sequence seqs[i] at position pos[i]; the
     // logits of the rows listed in logit_rows (ascending) go to logits, one vocab row each.
+    // x_in: (n, dim) hidden states in place of the embeddings (null: embed the tokens); x_out:
+    // (n, dim) receives the hidden states after the shard's last layer instead of running the head.
     void forward_entries(const int32_t* tokens, const int* seqs, const int* pos, int n, float* logits,
-                         const int* logit_rows, int n_logit_rows);
+                         const int* logit_rows, int n_logit_rows, const float* x_in = nullptr, float* x_out = nullptr);
+    Status check_shard_ready(bool needs_full_depth) const;
     // Y = X W^T for n rows of X; `xq` caches X's int8 quantization across matrices sharing the
     // input (reset `xq_valid` whenever X changes).
     void linear(const WeightView& W, const float* X, int n, float* Y, Q8Acts& xq, bool& xq_valid);
@@ -181,6 +208,8 @@ private:
     const Model& model_;
     const CpuKernels* kernels_ = nullptr;  // null: float reference path
     ActivationObserver observer_;
+    TensorParallelOps* tp_ = nullptr;
+    std::vector<float> logits_local_;  // (n_batch, vocab rows of this rank) before the gather
     int n_ctx_ = 0;
     int n_batch_ = 0;
     int n_past_ = 0;
@@ -188,6 +217,7 @@ private:
     int n_threads_ = 1;             // OpenMP threads the attention scratch is sized for
     KvType kv_type_ = KvType::F32;
     const CpuKernels* kv_kernels_ = nullptr;  // f16 conversions and dots (scalar on the reference path)
+    // Under parallelism n_layers and kv_dim are the shard's (Model::dims()).
     void* key_cache_ = nullptr;     // (n_layers, n_blocks, kKvBlock, kv_dim) floats or halves
     void* value_cache_ = nullptr;   // (n_layers, n_blocks, kKvBlock, kv_dim)
     int n_blocks_ = 0;
@@ -201,8 +231,8 @@ private:
     std::vector<float> x_;          // (n_batch, dim) residual stream
     std::vector<float> xb_;         // (n_batch, dim) normed input / attention output
     std::vector<float> xb2_;        // (n_batch, dim)
-    std::vector<float> q_;          // (n_batch, dim) queries (n_heads*head_dim == dim)
-    std::vector<float> hb_;         // (n_batch, hidden_dim)
+    std::vector<float> q_;          // (n_batch, q_dim) queries (q_dim = n_heads*head_dim of the shard)
+    std::vector<float> hb_;         // (n_batch, hidden_dim)  (the shard's FFN rows)
     std::vector<float> hb2_;        // (n_batch, hidden_dim)
     std::vector<float> att_;        // (n_threads, n_ctx) attention scores, per thread
     Q8Acts xq_;                     // (n_batch, dim) quantized input

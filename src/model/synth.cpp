@@ -79,6 +79,9 @@ const std::vector<ModelShape>& model_shapes() {
         {"llama-70b", 8192, 28672, 80, 64, 8, 32000, 4096, 10000.0f, false},
         {"tinyllama-1.1b", 2048, 5632, 22, 32, 4, 32000, 2048, 10000.0f, false},
         {"smollm2-135m", 576, 1536, 30, 9, 3, 49152, 8192, 100000.0f, true},
+        // Not a real model: LLaMA's structure (GQA, untied head) at a size for fast tests of the
+        // parallel layouts (heads, KV heads and FFN rows divide by 2 and 4, in whole 32-blocks).
+        {"tiny-gqa", 256, 768, 4, 8, 4, 512, 512, 10000.0f, false},
     };
     return shapes;
 }
