@@ -112,6 +112,10 @@ const CommandRegistrar reg{{
                        "q4_k->q5_0, q6_k->q8_0, ...; f16 if that does not divide either), none (error), or a type")
             ->capture_default_str();
         app.add_option("--imatrix", a->opts.imatrix, "Importance matrix GGUF from `parallama imatrix`")->check(CLI::ExistingFile);
+        app.add_option("--self-calibrate", a->opts.self_calibrate_tokens,
+                       "Without --imatrix: weight q3.5 tensors by activations of the model run on this many random tokens (0 = off)")
+            ->check(CLI::Range(0, 1 << 16))
+            ->capture_default_str();
         app.add_flag("--dry-run", a->opts.dry_run, "Print the per-tensor plan, the file size and bits per weight; write nothing");
         app.add_flag("--stats", a->opts.stats, "Measure each quantized tensor's normalised RMSE, sqrt(sum (w-q)^2 / sum w^2)");
         app.add_flag("-q,--quiet", a->quiet, "No progress bar");

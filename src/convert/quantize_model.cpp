@@ -7,6 +7,9 @@
 #include "quant/imatrix.h"
 #include "quant/q3_5.h"
 #include "core/log.h"
+#include "eval/imatrix_collect.h"
+#include "model/llama.h"
+#include "tokenizer/tokenizer.h"
 #include "quant/quantize.h"
 
 #include <omp.h>
@@ -15,6 +18,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <random>
 #include <regex>
 
 namespace pl::convert {
@@ -191,6 +195,48 @@ Status convert_tensor(const Plan& p, std::span<uint8_t> out, bool stats) {
     return Status::ok();
 }
 
+// Importance for q3.5 without an imatrix: the source model runs on `n` random tokens (BOS, then
+// ids drawn uniformly from the vocabulary's normal tokens, seeded) and the activations' mean
+// squares per input column are collected as `parallama imatrix` does. Random tokens carry no
+// language, but they light up the same outlier channels as text: that is what the q3.5 error
+// feedback needs (docs/quantize.md has the measurements). nullopt when the file is not a model
+// we can run (then q3.5 is quantized plainly, with a warning).
+std::optional<Imatrix> self_calibrate(const std::string& path, int n) {
+    auto model = Model::load(path);
+    if (!model) {
+        PL_LOG_WARN("quantize: no self-calibration for q3.5 ({}); quantizing without importance", model.error_message());
+        return std::nullopt;
+    }
+    const int32_t vocab = (*model)->config().vocab_size;
+    std::vector<int32_t> pool;
+    int32_t bos = -1;
+    if (auto tok = Tokenizer::from_gguf((*model)->file())) {
+        bos = (*tok)->bos_id();
+        for (int32_t id = 0; id < std::min(vocab, (*tok)->n_vocab()); ++id)
+            if ((*tok)->token_type(id) == TokenType::Normal) pool.push_back(id);
+    }
+    if (pool.size() < 16) {  // no usable vocabulary metadata: any id but 0..2 (unk/bos/eos by convention)
+        pool.clear();
+        for (int32_t id = 3; id < vocab; ++id) pool.push_back(id);
+    }
+    std::mt19937_64 rng(0x5e1fca1ull);
+    eval::Chunks chunks;
+    chunks.n_ctx = std::max(8, std::min(n, (*model)->config().context_length > 0 ? (*model)->config().context_length : n));
+    chunks.first = chunks.n_ctx / 2;
+    std::vector<int32_t> ids(static_cast<size_t>(chunks.n_ctx));
+    for (auto& id : ids) id = pool[std::uniform_int_distribution<size_t>(0, pool.size() - 1)(rng)];
+    if (bos >= 0) ids[0] = bos;
+    chunks.text_tokens = chunks.n_ctx;
+    chunks.data.push_back(std::move(ids));
+    PL_LOG_INFO("quantize: self-calibration for q3.5: running the model on {} random tokens (--self-calibrate 0 skips)", chunks.n_ctx);
+    auto m = eval::collect_imatrix(**model, chunks, false, fmt::format("self-calibration: {} random tokens", chunks.n_ctx));
+    if (!m) {
+        PL_LOG_WARN("quantize: self-calibration failed ({}); quantizing q3.5 without importance", m.error_message());
+        return std::nullopt;
+    }
+    return std::move(*m);
+}
+
 }  // namespace
 
 uint32_t llama_file_type(uint32_t type) {
@@ -305,6 +351,21 @@ Result<QuantizeReport> quantize_model(const QuantizeOptions& o) {
         plans.push_back(p);
     }
     for (size_t i = 0; i < plans.size(); ++i) plans[i].report = &rep.tensors[i];
+    std::optional<Imatrix> self_imatrix;  // outlives `plans`, which point into it
+    const bool any_q3_5 = std::any_of(rep.tensors.begin(), rep.tensors.end(),
+                                      [](const TensorReport& r) { return r.quantized && !r.copied && r.dst_type == kQ3_5TypeId; });
+    if (!imatrix && o.self_calibrate_tokens > 0 && any_q3_5 && (!o.dry_run || o.stats)) {
+        self_imatrix = self_calibrate(o.input, o.self_calibrate_tokens);
+        if (self_imatrix)
+            for (Plan& p : plans) {
+                if (p.report->copied || p.report->dst_type != kQ3_5TypeId) continue;  // only q3.5 tensors
+                const std::vector<float>* v = self_imatrix->find(p.src->name);
+                if (v && static_cast<int64_t>(v->size()) == p.src->ne[0]) {
+                    p.importance = v->data();
+                    p.report->importance = true;
+                }
+            }
+    }
     for (const Override& ov : overrides)
         if (!ov.matched) return err("--tensor-type '{}' matches no weight matrix of {}", ov.text, o.input);
 
@@ -313,6 +374,7 @@ Result<QuantizeReport> quantize_model(const QuantizeOptions& o) {
     for (const auto& [key, v] : in.metadata()) w.set(key, v);
     w.set("general.file_type", gguf::Value::make_u32(rep.file_type));
     w.set("general.quantization_version", gguf::Value::make_u32(2));
+    if (self_imatrix) w.set("quantize.self_calibration.tokens", gguf::Value::make_u32(static_cast<uint32_t>(self_imatrix->token_count)));
     if (imatrix) {
         w.set("quantize.imatrix.file", gguf::Value::make_string(o.imatrix));
         w.set("quantize.imatrix.dataset", gguf::Value::make_string(imatrix->dataset));
@@ -333,6 +395,7 @@ Result<QuantizeReport> quantize_model(const QuantizeOptions& o) {
     };
     set_kv("general.file_type", gguf::Value::make_u32(rep.file_type));
     set_kv("general.quantization_version", gguf::Value::make_u32(2));
+    if (self_imatrix) set_kv("quantize.self_calibration.tokens", gguf::Value::make_u32(0));
     if (imatrix) {
         set_kv("quantize.imatrix.file", gguf::Value::make_string(o.imatrix));
         set_kv("quantize.imatrix.dataset", gguf::Value::make_string(imatrix->dataset));

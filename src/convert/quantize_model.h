@@ -39,6 +39,10 @@ struct QuantizeOptions {
     std::string fallback = "auto";  // "auto", "none" or a type name
     std::vector<std::string> tensor_types;  // "PATTERN=TYPE", first match wins
     std::string imatrix;       // path or ""
+    // Without an imatrix, q3.5 tensors still get importance weights: the source model runs on
+    // this many random tokens (seeded, BOS first) and the mean squared activation per input
+    // column is collected as an imatrix would (0 = off: plain q3.5). docs/quantize.md.
+    int self_calibrate_tokens = 128;
     bool dry_run = false;      // plan only: nothing is written
     bool stats = false;        // measure each quantized tensor's normalised error (also in dry run)
     std::function<void(uint64_t done, uint64_t total)> progress;  // bytes of tensor data
