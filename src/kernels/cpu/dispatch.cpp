@@ -45,6 +45,16 @@ GemmQ8AFn CpuKernels::gemm_for(uint32_t type) const {
     }
 }
 
+namespace {
+// The CPU has AMX-INT8 tiles and PARALLAMA_AMX is not 0 (install_amx then still needs the OS's grant).
+bool amx_wanted() {
+    const CpuFeatures& f = cpu_features();
+    if (!f.amx_tile || !f.amx_int8) return false;
+    const char* env = std::getenv("PARALLAMA_AMX");
+    return !(env && std::string(env) == "0");
+}
+}  // namespace
+
 std::vector<Isa> supported_isas() {
     const CpuFeatures& f = cpu_features();
     std::vector<Isa> v = {Isa::Scalar};
@@ -60,6 +70,7 @@ CpuKernels kernels_for(Isa isa) {
     if (isa >= Isa::Avx512) {
         install_avx512(k);
         install_avx512_quant(k);
+        if (amx_wanted()) install_amx(k);
     }
     k.isa = isa;
     return k;
@@ -85,7 +96,12 @@ const CpuKernels& cpu_kernels() {
         }
         PL_LOG_INFO("cpu: {} kernels selected ({}; features: {})", isa_name(pick), cpu_features().brand,
                     cpu_features().to_string());
-        return kernels_for(pick);
+        CpuKernels k = kernels_for(pick);
+        if (k.amx)
+            PL_LOG_INFO("cpu: amx-int8 tiles for the q3.5 block GEMM (PARALLAMA_AMX=0 turns them off)");
+        else if (pick >= Isa::Avx512 && amx_wanted())
+            PL_LOG_WARN("cpu: this CPU has amx-int8 but Linux refused the tile state (arch_prctl); using avx512 only");
+        return k;
     }();
     return table;
 }
