@@ -282,9 +282,11 @@ TEST(Kernels, GemmRowsQ3_5MatchesReferenceDots) {
 // scale code, 255 included), gaussian, zero, huge and tiny activations, weight-row counts around
 // the 16-row tile, activation-row counts around the 16-row tile, and a sub-range of activation
 // rows starting off the tile grid (as the threading strategies cut them).
+// The avx512 table plus the AMX kernels (whatever PARALLAMA_AMX says); amx false when unavailable.
 pl::CpuKernels amx_kernels() {
-    const auto isas = pl::supported_isas();
-    return pl::kernels_for(isas.back());
+    auto k = pl::kernels_for(pl::supported_isas().back());
+    if (!k.amx) pl::install_amx(k);
+    return k;
 }
 
 bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
@@ -292,7 +294,7 @@ bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 TEST(Kernels, GemmRowsQ3_5TilesBitIdenticalToDecode) {
     const auto k = amx_kernels();
     if (!k.gemm_rows_q3_5_tiles)
-        GTEST_SKIP() << "no AMX q3.5 kernel here (needs amx-int8 and the OS tile state; PARALLAMA_AMX=0 turns it off)";
+        GTEST_SKIP() << "no AMX q3.5 kernel here (needs avx512, amx-int8 and Linux's grant of the tile state)";
     const auto ref = pl::kernels_for(pl::Isa::Scalar);
     std::mt19937 rng(23);
     const uint32_t t = pl::kQ3_5TypeId;
@@ -366,7 +368,7 @@ TEST(Kernels, GemmRowsQ3_5TilesBitIdenticalToDecode) {
 TEST(Kernels, MatmulQ3_5WithTilesEqualsDecodeBits) {
     const auto k = amx_kernels();
     if (!k.gemm_rows_q3_5_tiles)
-        GTEST_SKIP() << "no AMX q3.5 kernel here (needs amx-int8 and the OS tile state; PARALLAMA_AMX=0 turns it off)";
+        GTEST_SKIP() << "no AMX q3.5 kernel here (needs avx512, amx-int8 and Linux's grant of the tile state)";
     const auto ref = pl::kernels_for(pl::Isa::Scalar);
     std::mt19937 rng(29);
     const uint32_t t = pl::kQ3_5TypeId;

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The CPU kernel table: integer dot products of quantized weight rows with int8-quantized
 // activations, one implementation per ISA level (scalar reference, AVX2, AVX-512), chosen once at
-// start from cpuid (PARALLAMA_ISA=scalar|avx2|avx512 forces one) and logged. On avx512, AMX tiles
-// take over the q3.5 block GEMM where the CPU has them (PARALLAMA_AMX=0 turns them off).
+// start from cpuid (PARALLAMA_ISA=scalar|avx2|avx512 forces one) and logged. On avx512,
+// PARALLAMA_AMX=1 hands the q3.5 block GEMM to AMX tiles where the CPU has them.
 //
 // Activations ("Q8A", our internal format, never stored in files): blocks of 32 values, each with
 // a float scale d = amax/127 and the int32 sum of its quants; quants are nearbyint(x / d)
@@ -96,8 +96,8 @@ struct CpuKernels {
     GemmQ8AFn gemm_q3_5 = nullptr;
     GemmRowsQ3_5Fn gemm_rows_q3_5 = nullptr;  // optional (AVX-512); matmul_q8a prefers it for m > 1
     static constexpr int kGemmRowsQ3_5 = 4;    // weight rows per call that the kernel handles at once
-    // Optional (AMX, installed on top of avx512 when the CPU and OS allow it and PARALLAMA_AMX is not
-    // 0): matmul_q8a prefers it for q3.5 rows without a tail group and at least kQ3_5TilesMinActs
+    // Optional (AMX, installed on top of avx512 with PARALLAMA_AMX=1 when the CPU and OS allow it;
+    // opt-in because it measured slower than the AVX-512 block GEMM): matmul_q8a prefers it for q3.5 rows without a tail group and at least kQ3_5TilesMinActs
     // activation rows, and then keeps blocks of kGemmRowsQ3_5Tiles weight rows whole.
     PackActsQ3_5TilesFn pack_acts_q3_5_tiles = nullptr;
     GemmRowsQ3_5TilesFn gemm_rows_q3_5_tiles = nullptr;
@@ -134,8 +134,10 @@ void install_scalar(CpuKernels& k);
 void install_avx2(CpuKernels& k);
 void install_avx512(CpuKernels& k);
 void install_avx512_quant(CpuKernels& k);  // kernels/cpu/x86/avx512/quant_q3_5_avx512.cpp
-// AMX on top of avx512 (kernels/cpu/x86/amx/): asks Linux once per process for the tile state
-// (arch_prctl ARCH_REQ_XCOMP_PERM) and installs nothing, returning false, when that is refused.
+// AMX on top of an avx512 table (kernels/cpu/x86/amx/): asks Linux once per process for the tile
+// state (arch_prctl ARCH_REQ_XCOMP_PERM) and installs nothing, returning false, when the table is
+// below avx512, the CPU lacks amx-tile/amx-int8 or Linux refuses. kernels_for(Avx512) calls it when
+// PARALLAMA_AMX=1; tests call it directly.
 bool install_amx(CpuKernels& k);
 
 }  // namespace pl

@@ -23,13 +23,19 @@
 //       at 64s + 4L (AMX's VNNI layout, kernels.h);
 //   C = 16 x 16 int32: C[r][t] = the exact sub-block dot.
 // Per (16 weight rows, 16 activation rows, L) the 16 accumulators (one per weight row, over t)
-// stay in registers for all groups; two C tiles alternate so TDPBSSD of group g+1 overlaps the
-// float update of group g.
+// stay in registers for all groups; groups go in pairs, pair p + 1's TDPBSSDs issued before pair
+// p's float update (two sets of two C tiles).
+//
+// Status: opt-in (PARALLAMA_AMX=1). It measured 0.4-0.9x the AVX-512 block GEMM: K = 16 leaves a
+// TDPBSSD 256 useful sums for 16 tile-unit cycles, each C tile must go through memory to reach the
+// vector units, and the float update (the same as the AVX-512 kernel's) did not overlap the tile
+// work (docs/performance.md).
 //
 // Threading: a pure function of its row and activation-row ranges; tile configuration is loaded at
 // entry and released at exit (AMX state is per thread).
 #include "kernels/cpu/kernels.h"
 
+#include "core/cpu_features.h"
 #include "quant/q3_5.h"
 
 #include <immintrin.h>
@@ -57,16 +63,47 @@ struct alignas(64) TileConfig {
 };
 static_assert(sizeof(TileConfig) == 64);
 
-// Tile registers (the _tile_* intrinsics want literal numbers): tmm0/tmm1 = C, tmm2/tmm3 = A,
-// tmm4/tmm5 = B; the pairs alternate by group.
+// Tile registers (the _tile_* intrinsics want literal numbers): tmm0..3 = C (two sets of two),
+// tmm4/tmm5 = A, tmm6/tmm7 = B.
 void configure_tiles() {
     TileConfig c;
-    for (int t = 0; t < 6; t += 2)
-        for (int i = t; i < t + 2; ++i) {
-            c.colsb[i] = t == 2 ? 16 : 4 * kActs;
-            c.rows[i] = t == 4 ? 4 : kRows;
-        }
+    for (int i = 0; i < 8; ++i) {
+        c.colsb[i] = i == 4 || i == 5 ? 16 : 4 * kActs;
+        c.rows[i] = i >= 6 ? 4 : kRows;
+    }
     _tile_loadconfig(&c);
+}
+
+// C set `set` (tmm0/1 or tmm2/3) = A(a0) x B(b0), A(a1) x B(b1): two groups' exact sub-block dots.
+inline void tiles_dot(int set, const uint8_t* a0, const uint8_t* b0, const uint8_t* a1, const uint8_t* b1, size_t ldb) {
+    if (set == 0) {
+        _tile_zero(0);
+        _tile_loadd(4, a0, 256);
+        _tile_loadd(6, b0, ldb);
+        _tile_dpbssd(0, 4, 6);
+        _tile_zero(1);
+        _tile_loadd(5, a1, 256);
+        _tile_loadd(7, b1, ldb);
+        _tile_dpbssd(1, 5, 7);
+    } else {
+        _tile_zero(2);
+        _tile_loadd(4, a0, 256);
+        _tile_loadd(6, b0, ldb);
+        _tile_dpbssd(2, 4, 6);
+        _tile_zero(3);
+        _tile_loadd(5, a1, 256);
+        _tile_loadd(7, b1, ldb);
+        _tile_dpbssd(3, 5, 7);
+    }
+}
+inline void tiles_store(int set, int32_t* c0, int32_t* c1) {
+    if (set == 0) {
+        _tile_stored(0, c0, 4 * kActs);
+        _tile_stored(1, c1, 4 * kActs);
+    } else {
+        _tile_stored(2, c0, 4 * kActs);
+        _tile_stored(3, c1, 4 * kActs);
+    }
 }
 
 // Linux keeps AMX tile data off until a process asks (arch_prctl ARCH_REQ_XCOMP_PERM for
@@ -138,7 +175,7 @@ struct Scratch {
     std::vector<Line> ws;   // (groups, kRows, kSubs) float lane scales
     std::vector<Line> da;   // (groups, kActs) float d * 2^108 (0 past the last activation row)
     std::vector<Line> acc;  // (kRows, kSubs, kActs) float accumulators of one 16 x 16 tile
-    alignas(64) int32_t c[2][kRows * kActs];
+    alignas(64) int32_t c[4][kRows * kActs];  // stored C tiles, two sets of two
 };
 
 void gemm_rows_q3_5_amx(const uint8_t* w, size_t row_bytes, int64_t nrows, int64_t n, const int32_t* packed, int64_t ldp,
@@ -183,28 +220,25 @@ void gemm_rows_q3_5_amx(const uint8_t* w, size_t row_bytes, int64_t nrows, int64
                 const uint8_t* a = wd + chunk_of(L) * 16;
                 const uint8_t* b = bt + static_cast<size_t>(L) * 4 * ldb;
                 const size_t a_group = kRows * 256, b_group = kSubs * 4 * ldb;
-                int64_t g = 0;
-                for (; g + 2 <= groups; g += 2) {
-                    _tile_zero(0);
-                    _tile_loadd(2, a + g * a_group, 256);
-                    _tile_loadd(4, b + g * b_group, ldb);
-                    _tile_dpbssd(0, 2, 4);
-                    _tile_stored(0, sc.c[0], 4 * kActs);
-                    _tile_zero(1);
-                    _tile_loadd(3, a + (g + 1) * a_group, 256);
-                    _tile_loadd(5, b + (g + 1) * b_group, ldb);
-                    _tile_dpbssd(1, 3, 5);
-                    _tile_stored(1, sc.c[1], 4 * kActs);
-                    update(acc, sc.c[0], wsf + g * kRows * kSubs, L, _mm512_load_ps(daf + g * kActs));
-                    update(acc, sc.c[1], wsf + (g + 1) * kRows * kSubs, L, _mm512_load_ps(daf + (g + 1) * kActs));
-                }
-                if (g < groups) {
-                    _tile_zero(0);
-                    _tile_loadd(2, a + g * a_group, 256);
-                    _tile_loadd(4, b + g * b_group, ldb);
-                    _tile_dpbssd(0, 2, 4);
-                    _tile_stored(0, sc.c[0], 4 * kActs);
-                    update(acc, sc.c[0], wsf + g * kRows * kSubs, L, _mm512_load_ps(daf + g * kActs));
+                // Pairs of groups, software-pipelined: pair p + 1's TDPBSSDs are issued before
+                // pair p's float update and stored after it, so the tile unit works while the
+                // vector units do, and the update's loads never wait on the newest tile stores.
+                // An odd last pair repeats its group in the second slot and ignores it.
+                const int64_t pairs = (groups + 1) / 2;
+                auto issue = [&](int64_t pr, int set) {
+                    const int64_t g0 = 2 * pr, g1 = std::min(2 * pr + 1, groups - 1);
+                    tiles_dot(set, a + g0 * a_group, b + g0 * b_group, a + g1 * a_group, b + g1 * b_group, ldb);
+                };
+                issue(0, 0);
+                tiles_store(0, sc.c[0], sc.c[1]);
+                for (int64_t pr = 0; pr < pairs; ++pr) {
+                    const int set = static_cast<int>(pr & 1);
+                    if (pr + 1 < pairs) issue(pr + 1, 1 - set);
+                    for (int h = 0; h < 2 && 2 * pr + h < groups; ++h) {
+                        const int64_t g = 2 * pr + h;
+                        update(acc, sc.c[2 * set + h], wsf + g * kRows * kSubs, L, _mm512_load_ps(daf + g * kActs));
+                    }
+                    if (pr + 1 < pairs) tiles_store(1 - set, sc.c[2 * (1 - set)], sc.c[2 * (1 - set) + 1]);
                 }
                 for (int r = 0; r < kRows; ++r) acc_tile[r * kSubs + L] = acc[r];
             }
@@ -237,7 +271,8 @@ void pack_acts_q3_5_amx(const int8_t* qs, int64_t n, int64_t m, int32_t* packed,
 }  // namespace
 
 bool install_amx(CpuKernels& k) {
-    if (!amx_permitted()) return false;
+    const CpuFeatures& f = cpu_features();
+    if (k.isa < Isa::Avx512 || !f.amx_tile || !f.amx_int8 || !amx_permitted()) return false;
     k.pack_acts_q3_5_tiles = pack_acts_q3_5_amx;
     k.gemm_rows_q3_5_tiles = gemm_rows_q3_5_amx;
     k.amx = true;
