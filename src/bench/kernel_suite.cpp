@@ -213,7 +213,9 @@ Result<std::vector<nlohmann::json>> run_kernel_suite(const KernelOptions& o, con
                                           th == Threading::Rows ? std::string() : std::string("/") + threading_name(th));
                     r["threading"] = fast ? threading_name(th) : "rows";
                     r["format"] = tt->name;
-                    r["path"] = fast ? fmt::format("int8-{}", isa_name(k.isa)) : std::string("float-ref");
+                    const bool tiles = type == static_cast<uint32_t>(GgmlType::Q3_5) && k.gemm_rows_q3_5_tiles &&
+                                       B >= CpuKernels::kQ3_5TilesMinActs && s.cols % 256 == 0;
+                    r["path"] = fast ? fmt::format("int8-{}{}", isa_name(k.isa), tiles ? "+amx" : "") : std::string("float-ref");
                     r["rows"] = s.rows;
                     r["cols"] = s.cols;
                     r["batch"] = B;

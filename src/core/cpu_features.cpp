@@ -51,6 +51,9 @@ CpuFeatures detect() {
         f.avx512vl = f.avx512f && (b & (1u << 31));
         f.avx512vbmi = f.avx512f && (c & (1u << 1));
         f.avx512vnni = f.avx512f && (c & (1u << 11));
+        const bool os_tiles = (xcr0 & 0x60000) == 0x60000;  // XTILECFG (17) and XTILEDATA (18)
+        f.amx_tile = os_tiles && (d & (1u << 24));
+        f.amx_int8 = f.amx_tile && (d & (1u << 25));
         unsigned a1, b1, c1, d1;
         __cpuid_count(7, 1, a1, b1, c1, d1);
         f.avx_vnni = f.avx && (a1 & (1u << 4));
@@ -96,6 +99,8 @@ std::string CpuFeatures::to_string() const {
     add(avx512vnni, "avx512vnni");
     add(avx512vbmi, "avx512vbmi");
     add(avx512bf16, "avx512bf16");
+    add(amx_tile, "amx-tile");
+    add(amx_int8, "amx-int8");
     return s;
 }
 

@@ -22,6 +22,10 @@ struct CpuFeatures {
     bool avx512vnni = false;
     bool avx512vbmi = false;
     bool avx512bf16 = false;
+    // AMX tiles with int8 dot products (cpuid 7.0 EDX bits 24, 25, tile state enabled in XCR0). Linux
+    // also wants a per-process permission before first use (kernels/cpu/x86/amx/).
+    bool amx_tile = false;
+    bool amx_int8 = false;
 
     bool has_avx2_level() const { return avx2 && fma && f16c; }
     bool has_avx512_level() const { return has_avx2_level() && avx512f && avx512bw && avx512vl && avx512dq; }

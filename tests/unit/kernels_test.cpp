@@ -276,6 +276,137 @@ TEST(Kernels, GemmRowsQ3_5MatchesReferenceDots) {
     }
 }
 
+// The AMX tile kernel for q3.5 (installed on avx512 when the CPU has amx-int8 and Linux grants the
+// tile state) is BIT-IDENTICAL to the decode GEMV dot_q3_5 for every (weight row, activation row),
+// and within rounding of the scalar reference: random, zero, spiky and random-byte weights (every
+// scale code, 255 included), gaussian, zero, huge and tiny activations, weight-row counts around
+// the 16-row tile, activation-row counts around the 16-row tile, and a sub-range of activation
+// rows starting off the tile grid (as the threading strategies cut them).
+// The avx512 table plus the AMX kernels (whatever PARALLAMA_AMX says); amx false when unavailable.
+pl::CpuKernels amx_kernels() {
+    auto k = pl::kernels_for(pl::supported_isas().back());
+    if (!k.amx) pl::install_amx(k);
+    return k;
+}
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+TEST(Kernels, GemmRowsQ3_5TilesBitIdenticalToDecode) {
+    const auto k = amx_kernels();
+    if (!k.gemm_rows_q3_5_tiles)
+        GTEST_SKIP() << "no AMX q3.5 kernel here (needs avx512, amx-int8 and Linux's grant of the tile state)";
+    const auto ref = pl::kernels_for(pl::Isa::Scalar);
+    std::mt19937 rng(23);
+    const uint32_t t = pl::kQ3_5TypeId;
+    int64_t checked = 0;
+    for (int64_t n : {256, 512, 4096}) {
+        const size_t rb = *pl::row_bytes(t, n);
+        std::vector<uint8_t> w;
+        const int64_t max_rows = 40;
+        for (int64_t r = 0; r < max_rows; ++r) {
+            const int pattern = r % 4 == 0 ? 5 : r % 7 == 3 ? 1 : r % 5 == 2 ? 2 : 0;
+            auto wr = make_weights(GgmlType::Q3_5, n, pattern, rng);
+            w.insert(w.end(), wr.begin(), wr.end());
+        }
+        const int64_t max_m = 64;
+        Acts a(n * max_m);
+        for (int64_t i = 0; i < max_m; ++i) {
+            auto x = make_input(n, i % 3 == 1 ? 0 : static_cast<int>(i % 5), rng);
+            if (i % 7 == 6)  // d * 2^108 overflows to inf: inf and NaN outputs must match bit for bit too
+                for (float& v : x) v *= 1e30f;
+            ref.quantize_acts_q3_5(x.data(), n, a.qs.data() + i * n, a.d.data() + i * n / 32, a.sum.data() + i * n / 32);
+        }
+        std::vector<float> want(max_m * max_rows);  // the decode GEMV's results
+        for (int64_t i = 0; i < max_m; ++i)
+            for (int64_t r = 0; r < max_rows; ++r)
+                want[i * max_rows + r] = k.dot_q3_5(w.data() + r * rb, a.qs.data() + i * n, a.d.data() + i * n / 32,
+                                                    a.sum.data() + i * n / 32, n);
+        for (int64_t m : {2, 5, 16, 17, 33, 64}) {
+            const int64_t ldp = m + pl::kQ3_5TilePad;
+            std::vector<int32_t> packed(n / 4 * ldp, 7);
+            k.pack_acts_q3_5_tiles(a.qs.data(), n, m, packed.data(), ldp);
+            for (int64_t nrows : {1, 15, 16, 17, 40}) {
+                // The whole range, then rows [t0, m) from the packed buffer's column t0.
+                for (int64_t t0 : {int64_t{0}, std::min<int64_t>(3, m - 1)}) {
+                    const int64_t ldy = nrows + 2;
+                    std::vector<float> y(m * ldy, -12345.0f);
+                    k.gemm_rows_q3_5_tiles(w.data(), rb, nrows, n, packed.data() + t0, ldp, a.d.data() + t0 * n / 32, m - t0,
+                                           y.data() + t0 * ldy, ldy);
+                    for (int64_t i = 0; i < m; ++i) {
+                        for (int64_t r = 0; r < nrows; ++r) {
+                            const float got = y[i * ldy + r];
+                            if (i < t0) {
+                                EXPECT_EQ(got, -12345.0f) << "row before t0 written";
+                                continue;
+                            }
+                            const float g = want[i * max_rows + r];
+                            EXPECT_TRUE(same_bits(got, g)) << "n=" << n << " rows=" << nrows << " m=" << m << " t0=" << t0
+                                                           << " r=" << r << " i=" << i << " amx=" << got << " gemv=" << g;
+                            // The scalar reference on a sample (it is slow), not on the rows whose
+                            // d * 2^108 overflows (the SIMD kernels fold 2^108 into d, the reference not).
+                            if ((i == t0 || r == nrows - 1) && i % 7 != 6) {
+                                const float sr = ref.dot_q3_5(w.data() + r * rb, a.qs.data() + i * n, a.d.data() + i * n / 32,
+                                                              a.sum.data() + i * n / 32, n);
+                                EXPECT_NEAR(got, sr, 1e-5 * (std::fabs(sr) + 1) * n / 32) << "n=" << n << " r=" << r << " i=" << i;
+                            }
+                            ++checked;
+                        }
+                        EXPECT_EQ(y[i * ldy + nrows], -12345.0f);
+                        EXPECT_EQ(y[i * ldy + nrows + 1], -12345.0f);
+                    }
+                }
+            }
+        }
+    }
+    EXPECT_GT(checked, 10000);
+}
+
+// matmul_q8a with the AMX kernel installed gives the decode GEMV's bits under every threading
+// strategy (rows cut into 16-row blocks, activation rows into pieces below and above the tile
+// path's minimum), and q3.5 rows with a tail group (n = 576) take the AVX-512 block GEMM, which
+// gives the same bits too.
+TEST(Kernels, MatmulQ3_5WithTilesEqualsDecodeBits) {
+    const auto k = amx_kernels();
+    if (!k.gemm_rows_q3_5_tiles)
+        GTEST_SKIP() << "no AMX q3.5 kernel here (needs avx512, amx-int8 and Linux's grant of the tile state)";
+    const auto ref = pl::kernels_for(pl::Isa::Scalar);
+    std::mt19937 rng(29);
+    const uint32_t t = pl::kQ3_5TypeId;
+    for (int64_t n : {576, 1024}) {
+        const int64_t rows = 53;
+        const size_t rb = *pl::row_bytes(t, n);
+        std::vector<uint8_t> w;
+        for (int64_t r = 0; r < rows; ++r) {
+            auto wr = make_weights(GgmlType::Q3_5, n, r % 3 == 0 ? 5 : 0, rng);
+            w.insert(w.end(), wr.begin(), wr.end());
+        }
+        pl::WeightView W;
+        W.name = "test";
+        W.type = t;
+        W.rows = rows;
+        W.cols = n;
+        W.row_bytes = rb;
+        W.data = w.data();
+        for (int64_t m : {3, 5, 16, 37}) {
+            pl::Q8Acts a;
+            a.resize(n, m);
+            auto x = make_input(n * m, 0, rng);
+            for (int64_t i = 0; i < m; ++i)
+                ref.quantize_acts_q3_5(x.data() + i * n, n, a.qs.data() + i * n, a.d.data() + i * n / 32, a.sum.data() + i * n / 32);
+            for (auto th : {pl::Threading::Rows, pl::Threading::Nested, pl::Threading::Tiled, pl::Threading::Tasks}) {
+                std::vector<float> y(m * rows, -1.0f);
+                pl::matmul_q8a(W, a, y.data(), k, th);
+                for (int64_t i = 0; i < m; ++i)
+                    for (int64_t r = 0; r < rows; ++r) {
+                        const float g = k.dot_q3_5(W.row(r), a.row_qs(i), a.row_d(i), a.row_sum(i), n);
+                        EXPECT_TRUE(same_bits(y[i * rows + r], g)) << pl::threading_name(th) << " n=" << n << " m=" << m
+                                                                   << " r=" << r << " i=" << i;
+                    }
+            }
+        }
+    }
+}
+
 // Every threading strategy of matmul_q8a gives the reference dots (any split of rows, columns or
 // activation rows only changes float summation order), for decode (m = 1) and batches, odd row
 // counts and q3.5 tails.

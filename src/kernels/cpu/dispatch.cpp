@@ -45,6 +45,16 @@ GemmQ8AFn CpuKernels::gemm_for(uint32_t type) const {
     }
 }
 
+namespace {
+// PARALLAMA_AMX=1 asks for the AMX tile kernel (install_amx then still needs the CPU and the OS's
+// grant). Opt-in: on the Xeon it was written on it measured 0.55-0.75x the AVX-512 block GEMM
+// (docs/benchmarks.md), so avx512 alone stays the default.
+bool amx_wanted() {
+    const char* env = std::getenv("PARALLAMA_AMX");
+    return env && std::string(env) == "1";
+}
+}  // namespace
+
 std::vector<Isa> supported_isas() {
     const CpuFeatures& f = cpu_features();
     std::vector<Isa> v = {Isa::Scalar};
@@ -60,6 +70,7 @@ CpuKernels kernels_for(Isa isa) {
     if (isa >= Isa::Avx512) {
         install_avx512(k);
         install_avx512_quant(k);
+        if (amx_wanted()) install_amx(k);
     }
     k.isa = isa;
     return k;
@@ -85,7 +96,13 @@ const CpuKernels& cpu_kernels() {
         }
         PL_LOG_INFO("cpu: {} kernels selected ({}; features: {})", isa_name(pick), cpu_features().brand,
                     cpu_features().to_string());
-        return kernels_for(pick);
+        CpuKernels k = kernels_for(pick);
+        if (k.amx)
+            PL_LOG_INFO("cpu: amx-int8 tiles for the q3.5 block GEMM (PARALLAMA_AMX=1)");
+        else if (amx_wanted())
+            PL_LOG_WARN("PARALLAMA_AMX=1 but {} (needs avx512, amx-int8 and Linux's grant of the tile state); using {} only",
+                        pick < Isa::Avx512 ? "the avx512 level is not selected" : "AMX is unavailable", isa_name(pick));
+        return k;
     }();
     return table;
 }

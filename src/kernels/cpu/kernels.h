@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The CPU kernel table: integer dot products of quantized weight rows with int8-quantized
 // activations, one implementation per ISA level (scalar reference, AVX2, AVX-512), chosen once at
-// start from cpuid (PARALLAMA_ISA=scalar|avx2|avx512 forces one) and logged.
+// start from cpuid (PARALLAMA_ISA=scalar|avx2|avx512 forces one) and logged. On avx512,
+// PARALLAMA_AMX=1 hands the q3.5 block GEMM to AMX tiles where the CPU has them.
 //
 // Activations ("Q8A", our internal format, never stored in files): blocks of 32 values, each with
 // a float scale d = amax/127 and the int32 sum of its quants; quants are nearbyint(x / d)
@@ -61,6 +62,19 @@ using GemmQ8AFn = void (*)(const void* w, int64_t n, const int8_t* qs, const flo
 using GemmRowsQ3_5Fn = void (*)(const uint8_t* w, size_t row_bytes, int64_t nrows, int64_t n, const uint8_t* au8,
                                 const float* d, int64_t m, float* y, int64_t ldy);
 
+// The same product on AMX tiles (kernels/cpu/x86/amx/): the activations come packed ONCE per
+// call by PackActsQ3_5TilesFn into AMX's B-tile (VNNI) layout, as int32 words of 4 signed quants:
+//   packed[((g * 16 + L) * 4 + s) * ldp + t] = quants of activation row t at 256g + 64s + 4L + 0..3
+// (group g < n/256, sub-block L, step s; the 4 steps of a word column are the 16 elements of
+// sub-block L), ldp >= m + 15 words per line with the words of rows t >= m zero, so 16-row token
+// tiles may start at any t. Needs n % 256 == 0 (no tail group). The tile kernel takes `packed`
+// and `d` already offset to its first activation row t0 (packed + t0 words, d + t0 * n/32); its
+// results are bit-identical to dot_q3_5 for every (row, activation row).
+inline constexpr int64_t kQ3_5TilePad = 16;  // ldp = m + kQ3_5TilePad
+using PackActsQ3_5TilesFn = void (*)(const int8_t* qs, int64_t n, int64_t m, int32_t* packed, int64_t ldp);
+using GemmRowsQ3_5TilesFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t nrows, int64_t n, const int32_t* packed,
+                                     int64_t ldp, const float* d, int64_t m, float* y, int64_t ldy);
+
 enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 const char* isa_name(Isa isa);
 
@@ -82,6 +96,14 @@ struct CpuKernels {
     GemmQ8AFn gemm_q3_5 = nullptr;
     GemmRowsQ3_5Fn gemm_rows_q3_5 = nullptr;  // optional (AVX-512); matmul_q8a prefers it for m > 1
     static constexpr int kGemmRowsQ3_5 = 4;    // weight rows per call that the kernel handles at once
+    // Optional (AMX, installed on top of avx512 with PARALLAMA_AMX=1 when the CPU and OS allow it;
+    // opt-in because it measured slower than the AVX-512 block GEMM): matmul_q8a prefers it for q3.5 rows without a tail group and at least kQ3_5TilesMinActs
+    // activation rows, and then keeps blocks of kGemmRowsQ3_5Tiles weight rows whole.
+    PackActsQ3_5TilesFn pack_acts_q3_5_tiles = nullptr;
+    GemmRowsQ3_5TilesFn gemm_rows_q3_5_tiles = nullptr;
+    static constexpr int kGemmRowsQ3_5Tiles = 16;
+    static constexpr int kQ3_5TilesMinActs = 4;
+    bool amx = false;  // the tile kernels above are installed (for logs and reports)
 
     // Attention over an f32 KV cache (the scalar versions sum in index order, like llama2.c).
     float (*dot_f32)(const float* x, const float* y, int64_t n) = nullptr;      // sum x[i] * y[i]
@@ -112,5 +134,10 @@ void install_scalar(CpuKernels& k);
 void install_avx2(CpuKernels& k);
 void install_avx512(CpuKernels& k);
 void install_avx512_quant(CpuKernels& k);  // kernels/cpu/x86/avx512/quant_q3_5_avx512.cpp
+// AMX on top of an avx512 table (kernels/cpu/x86/amx/): asks Linux once per process for the tile
+// state (arch_prctl ARCH_REQ_XCOMP_PERM) and installs nothing, returning false, when the table is
+// below avx512, the CPU lacks amx-tile/amx-int8 or Linux refuses. kernels_for(Avx512) calls it when
+// PARALLAMA_AMX=1; tests call it directly.
+bool install_amx(CpuKernels& k);
 
 }  // namespace pl

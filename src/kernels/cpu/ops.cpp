@@ -5,6 +5,7 @@
 #include "core/fp16.h"
 #include "kernels/cpu/kernels.h"
 #include "quant/formats.h"
+#include "quant/q3_5.h"
 
 #include <algorithm>
 #include <atomic>
@@ -145,6 +146,8 @@ struct Product {
     DotQ8AFn dot;
     GemmQ8AFn gemm = nullptr;
     const uint8_t* au8 = nullptr;  // offset-binary activations for the q3.5 block GEMM, or null
+    const int32_t* packed = nullptr;  // tile-packed activations for the AMX q3.5 GEMM, or null
+    int64_t ldp = 0;                  // words per line of `packed`
     // Y[t * ldy + r] for the item; with a column cut only one activation row (t1 = t0 + 1).
     void run(int64_t r0, int64_t r1, int64_t k0, int64_t k1, int64_t t0, int64_t t1, float* Y, int64_t ldy) const {
         const int64_t n = W.cols, nb = n / kQ8ABlock, m = t1 - t0;
@@ -155,6 +158,11 @@ struct Product {
             for (int64_t r = r0; r < r1; ++r)
                 Y[t0 * ldy + r] = dot(W.row(r) + skip, a.qs.data() + t0 * n + k0, a.d.data() + t0 * nb + k0 / kQ8ABlock,
                                       a.sum.data() + t0 * nb + k0 / kQ8ABlock, kn);
+            return;
+        }
+        if (packed && m >= CpuKernels::kQ3_5TilesMinActs) {
+            k.gemm_rows_q3_5_tiles(W.row(r0), W.row_bytes, r1 - r0, n, packed + t0, ldp, a.d.data() + t0 * nb, m,
+                                   Y + t0 * ldy + r0, ldy);
             return;
         }
         if (au8) {
@@ -206,7 +214,18 @@ void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels
         for (size_t i = 0; i < au8.size(); ++i) au8[i] = static_cast<uint8_t>(a.qs[i] ^ 0x80);
         P.au8 = au8.data();
     }
-    constexpr int64_t kR = CpuKernels::kGemmRowsQ3_5;  // row blocks stay whole for the block GEMM
+    thread_local std::vector<int32_t> packed;
+    if (m >= CpuKernels::kQ3_5TilesMinActs && W.type == static_cast<uint32_t>(GgmlType::Q3_5) && k.gemm_rows_q3_5_tiles &&
+        n % kQ3_5Group == 0) {
+        // Tile-packed activations once per call for the AMX block GEMM (au8 stays for the pieces
+        // that get fewer than kQ3_5TilesMinActs activation rows).
+        P.ldp = m + kQ3_5TilePad;
+        packed.resize(static_cast<size_t>(n / 4 * P.ldp));
+        k.pack_acts_q3_5_tiles(a.qs.data(), n, m, packed.data(), P.ldp);
+        P.packed = packed.data();
+    }
+    // Row blocks stay whole for the block GEMMs.
+    const int64_t kR = P.packed ? CpuKernels::kGemmRowsQ3_5Tiles : CpuKernels::kGemmRowsQ3_5;
     const int64_t blocks = (rows + kR - 1) / kR;
     switch (threading) {
         case Threading::Rows: {
