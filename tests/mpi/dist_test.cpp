@@ -5,6 +5,10 @@
 // ends the job instead of hanging it; tensor parallelism cuts resident memory per rank.
 #include "test_data.h"
 
+#include "bench/json_schema.h"
+
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -167,6 +171,35 @@ TEST(DistCli, UnevenTensorParallelSplits) {
     PL_REQUIRE_DATA(gguf, "stories260K/stories260K-f32.gguf");
     expect_layouts_match(gguf, "--prompt-ids 1 -n 32 --temp 0 --ids", {{3, "--tp 3"}, {3, "--tp 3 --tp-reduce rma"}});
     expect_layouts_match(synth_model("q3.5", "tiny-uneven"), "-p 'Once upon a time' -n 16 --temp 0 --ids --ignore-eos", {{2, "--tp 2"}});
+}
+
+// `parallama bench --suite model` under mpirun: rows measured on rank 0 with every rank's compute
+// and communication figures, the MPI link probe, and a report that validates against the schema.
+TEST(DistCli, BenchReportsRanksAndLink) {
+    PL_REQUIRE_MPI();
+    const std::string dir = pl::test::make_temp_dir("dist_bench");
+    auto r = mpirun(2, "bench --suite model -m " + q(synth_model("f16")) + " --tp 2 -t 1 --pp 4 --tg 4 --repeat 1 --warmup 0 "
+                       "--bw-mib 16 --no-charts -o " + q(dir));
+    ASSERT_EQ(r.rc, 0) << r.err;
+    std::ifstream f(dir + "/report.json");
+    const nlohmann::json rep = nlohmann::json::parse(f);
+    std::ifstream sf(std::string(PL_SOURCE_DIR) + "/docs/bench-schema.json");
+    for (const auto& e : pl::bench::validate_json(nlohmann::json::parse(sf), rep)) ADD_FAILURE() << e;
+    ASSERT_TRUE(rep.contains("link"));
+    EXPECT_GT(rep["link"]["latency_s"].get<double>(), 0);
+    ASSERT_EQ(rep["results"].size(), 2u);  // pp4, tg4
+    for (const auto& row : rep["results"]) {
+        EXPECT_EQ(row["layout"]["tp"], 2);
+        EXPECT_NE(row["id"].get<std::string>().find("/tp2"), std::string::npos);
+        ASSERT_EQ(row["ranks"].size(), 2u);
+        for (const auto& k : row["ranks"]) {
+            EXPECT_GT(k["steps"].get<int>(), 0);
+            // Two allreduces of dim=256 floats a layer, 4 layers, per token of the step.
+            EXPECT_GE(k["tp_bytes_per_step"].get<double>(), 8 * 256 * 4.0);
+            EXPECT_GT(k["compute_s_per_step"].get<double>(), 0);
+        }
+    }
+    std::filesystem::remove_all(dir);
 }
 
 // A rank that dies mid-run (fault injection) ends the whole job with an error, in bounded time.
