@@ -3,11 +3,13 @@
 // stdout) and PNG charts; `parallama bench compare old.json new.json` flags regressions beyond the
 // measured noise. See docs/benchmarks.md.
 #include "command.h"
+#include "parallel_options.h"
 
 #include "bench/bench.h"
 #include "bench/compare.h"
 #include "bench/report.h"
 #include "bench/stats.h"
+#include "dist/comm.h"
 
 #include <cstdio>
 #include <ctime>
@@ -42,6 +44,7 @@ struct BenchCliOptions {
     // compare
     std::string old_path, new_path;
     double threshold = 0.05;
+    ParallelOptions parallel;
 };
 
 void log_line(const std::string& msg) {
@@ -125,8 +128,19 @@ int run_bench_cmd(const BenchCliOptions& o) {
         std::strftime(buf, sizeof(buf), "%Y%m%d-%H%M%S", std::localtime(&now));
         dir = std::string("bench-results/") + buf;
     }
-    auto rep = bench::run_bench(b, log_line);
-    if (!rep) return fail("bench", rep.status());
+    if (wants_distributed(o.parallel)) {
+        if (Status s = dist::init_world(); !s) return fail("bench", s);
+        b.distributed = true;
+        b.layout = o.parallel.layout;
+    }
+    dist::Comm& w = dist::world();
+    auto rep = bench::run_bench(b, w.rank() == 0 ? bench::LogFn(log_line) : bench::LogFn{});
+    if (!rep) {
+        // Under mpirun each failing rank says why; the others only exit.
+        if (rep.status().message().empty()) return 1;
+        return fail("bench", b.distributed ? rep.status().with_context(fmt::format("rank {}", w.rank())) : rep.status());
+    }
+    if (w.rank() != 0) return 0;
     if (Status s = bench::write_report(dir, *rep); !s) return fail("bench", s);
     std::fputs(bench::report_markdown(*rep).c_str(), stdout);
     std::fflush(stdout);
@@ -166,6 +180,7 @@ const CommandRegistrar kBench({"bench", "Benchmark kernels and models; JSON/mark
     app.add_option("--bw-mib", o->bw_mib, "Size of the bandwidth probe buffer (MiB)")->check(CLI::Range(16, 1 << 16))->capture_default_str();
     app.add_option("-o,--out", o->out_dir, "Report directory (default bench-results/<timestamp>/)");
     app.add_flag("--no-charts", o->no_charts, "Do not run gnuplot");
+    add_parallel_options(app, o->parallel, "--stages");
 
     CLI::App* cmp = app.add_subcommand("compare", "Per-row speed ratios of two reports; flags regressions (rows or build-wide) beyond the noise measured on the pair (exit 2)");
     cmp->add_option("old", o->old_path, "Old report.json")->required()->check(CLI::ExistingFile);

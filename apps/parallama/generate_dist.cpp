@@ -83,7 +83,7 @@ int run_generate_dist(const GenerateOptions& o) {
     if (agree(cmd, file.status())) return 1;
     auto cfg = ModelConfig::from_gguf(**file);
     if (agree(cmd, cfg.status().with_context(o.model))) return 1;
-    if (agree(cmd, dist::validate_layout(at->layout, *cfg).with_context(fmt::format("{} with {}", o.model, at->layout.str()))))
+    if (agree(cmd, dist::validate_layout(at->layout, *cfg, split_units(**file, *cfg)).with_context(fmt::format("{} with {}", o.model, at->layout.str()))))
         return 1;
     dist::Grid grid = dist::Grid::create(w, *at);
     auto model = Model::from_file(std::move(file).value(), dist::shard_of(*at, cfg->n_layers));

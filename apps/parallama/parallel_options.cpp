@@ -7,12 +7,12 @@
 
 namespace pl::cli {
 
-void add_parallel_options(CLI::App& app, ParallelOptions& p) {
+void add_parallel_options(CLI::App& app, ParallelOptions& p, const std::string& pp_flag) {
     auto* g = app.add_option_group("Distributed (under mpirun, docs/parallelism.md)");
     g->add_option("--tp", p.layout.tp, "Tensor-parallel degree: heads and FFN rows split over this many ranks")
         ->check(CLI::Range(1, 4096))
         ->capture_default_str();
-    g->add_option("--pp", p.layout.pp, "Pipeline-parallel degree: contiguous layer ranges over this many stages")
+    g->add_option(pp_flag, p.layout.pp, "Pipeline-parallel degree: contiguous layer ranges over this many stages")
         ->check(CLI::Range(1, 4096))
         ->capture_default_str();
     g->add_option("--dp", p.layout.dp, "Data-parallel replicas (0 = MPI ranks / (tp x pp))")->check(CLI::Range(0, 4096))->capture_default_str();

@@ -14,7 +14,9 @@ struct ParallelOptions {
     int micro_batches = 0;
 };
 
-void add_parallel_options(CLI::App& app, ParallelOptions& p);
+// `pp_flag`: the name of the pipeline option ("--pp"; bench, whose --pp is the prompt length as in
+// llama-bench, calls it "--stages").
+void add_parallel_options(CLI::App& app, ParallelOptions& p, const std::string& pp_flag = "--pp");
 // True when the command must run distributed: started by mpirun, or a layout other than 1x1x1
 // was asked for (which then fails with a message when the job has too few ranks).
 bool wants_distributed(const ParallelOptions& p);

@@ -23,6 +23,10 @@ struct BenchOptions {
     KernelOptions kernels;
     ModelOptions model;
     std::string command;         // the command line, recorded in the report
+    // Under mpirun (dist::init_world() done): the model suite over this layout, measured on
+    // world rank 0 (the others return an empty report); the kernel suite is not distributed.
+    bool distributed = false;
+    dist::Layout layout;
 };
 
 // "1,2,4" -> {1, 2, 4}; each in [lo, hi].

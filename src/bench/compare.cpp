@@ -14,8 +14,10 @@ using nlohmann::json;
 
 Status check_report(const json& r, const char* which) {
     if (!r.is_object() || r.value("schema", "") != kSchemaName) return err("{} report: not a parallama-bench report", which);
-    if (!r.contains("version") || !r["version"].is_number_integer() || r["version"].get<int>() != kSchemaVersion)
-        return err("{} report: schema version {} is not {}", which, r.contains("version") ? r["version"].dump() : "missing", kSchemaVersion);
+    if (!r.contains("version") || !r["version"].is_number_integer() || r["version"].get<int>() < kSchemaOldestComparable ||
+        r["version"].get<int>() > kSchemaVersion)
+        return err("{} report: schema version {} is not in [{}, {}]", which, r.contains("version") ? r["version"].dump() : "missing",
+                   kSchemaOldestComparable, kSchemaVersion);
     if (!r.contains("results") || !r["results"].is_array()) return err("{} report: no results array", which);
     for (const auto& row : r["results"]) {
         if (!row.is_object() || !row.contains("id") || !row["id"].is_string() || !row.contains("time_s") || !row["time_s"].is_object())

@@ -20,13 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Target {
-    std::string path;
-    std::string label;     // "llama-7b q4_0 (synth)" or the file name
-    std::string shape;     // synth shape name, "" for a file
-    int full_layers = 0;   // layers of the whole model
-};
-
 // Weight bytes of all matrices of one layer.
 uint64_t layer_bytes(const Model& model) {
     const LayerWeights& l = model.layer(0);
@@ -34,7 +27,7 @@ uint64_t layer_bytes(const Model& model) {
            l.w_down.nbytes();
 }
 
-Result<Target> synth_target(const ModelOptions& o, const std::string& name, const MachineInfo& m, const LogFn& log) {
+Result<ModelTarget> synth_target(const ModelOptions& o, const std::string& name, const MachineInfo& m, const LogFn& log) {
     const ModelShape* shape = find_shape(name);
     if (!shape) {
         std::string names;
@@ -53,7 +46,7 @@ Result<Target> synth_target(const ModelOptions& o, const std::string& name, cons
     int layers = o.layers;
     if (layers <= 0) layers = full_bytes > 0.5 * static_cast<double>(m.mem_bytes) ? o.layers_big : shape->n_layers;
     layers = std::min(layers, shape->n_layers);
-    Target t;
+    ModelTarget t;
     t.shape = name;
     t.full_layers = shape->n_layers;
     t.label = fmt::format("{} {} (synth{})", name, tt->name, layers < shape->n_layers ? fmt::format(", {} layers", layers) : "");
@@ -98,8 +91,8 @@ std::string default_cache_dir() {
     return "bench-models";
 }
 
-Result<std::vector<nlohmann::json>> run_model_suite(const ModelOptions& o, const MachineInfo& m, const LogFn& log) {
-    std::vector<Target> targets;
+Result<std::vector<ModelTarget>> model_targets(const ModelOptions& o, const MachineInfo& m, const LogFn& log) {
+    std::vector<ModelTarget> targets;
     if (!o.model_path.empty()) {
         targets.push_back({o.model_path, fs::path(o.model_path).filename().string(), "", 0});
     } else {
@@ -109,13 +102,64 @@ Result<std::vector<nlohmann::json>> run_model_suite(const ModelOptions& o, const
             targets.push_back(*t);
         }
     }
+    return targets;
+}
+
+nlohmann::json model_row(const ModelRowFacts& f, const Stats& st, const MachineInfo& m) {
+    const bool pp = f.test == "pp";
+    nlohmann::json r;
+    r["suite"] = "model";
+    r["test"] = f.test;
+    r["id"] = fmt::format("model/{}{}/{}/b{}/t{}{}", f.test, f.tokens, f.label, f.batch, f.threads, f.id_suffix);
+    r["model"] = f.label;
+    r["model_path"] = f.path;
+    r["type"] = f.type;
+    r["tokens"] = f.tokens;
+    r["batch"] = f.batch;
+    r["threads"] = f.threads;
+    r["n_layers"] = f.full_layers;
+    r["n_layers_measured"] = f.measured_layers;
+    r["extrapolated"] = f.full_layers != f.measured_layers;
+    if (f.full_layers != f.measured_layers)
+        r["note"] = fmt::format("extrapolated from {} to {} layers by weight bytes (x{:.2f})", f.measured_layers, f.full_layers, f.scale);
+    r["weight_bytes"] = static_cast<uint64_t>(f.full_wbytes);
+    r["time_s"] = stats_json(st);  // seconds per token
+    r["tokens_per_s"] = {{"min", 1.0 / st.max}, {"median", 1.0 / st.median}, {"max", 1.0 / st.min}};
+    // tg: the weights are streamed once per step of B tokens; pp (as at batch 1): once per
+    // token's worth, so its "bandwidth" exceeds 100 % when weights are reused.
+    const double gbps = f.full_wbytes / (st.median * (pp ? 1 : f.batch)) * 1e-9;
+    const double roof = m.bw_gbps(f.roofline_threads > 0 ? f.roofline_threads : f.threads);
+    r["gbps"] = gbps;
+    r["roofline_gbps"] = roof;
+    r["pct_roofline"] = roof > 0 ? 100.0 * gbps / roof : 0.0;
+    return r;
+}
+
+WeightBytes weight_bytes_of(const gguf::File& f, int n_layers) {
+    WeightBytes w;
+    auto bytes = [&](const std::string& name) -> double {
+        const gguf::TensorInfo* t = f.find_tensor(name);
+        return t ? static_cast<double>(t->nbytes) : 0.0;
+    };
+    for (const char* m : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
+        w.layer += bytes(fmt::format("blk.0.{}.weight", m));
+    const gguf::TensorInfo* embd = f.find_tensor("token_embd.weight");
+    const double embd_row = embd && embd->n_rows() > 0 ? static_cast<double>(embd->nbytes) / static_cast<double>(embd->n_rows()) : 0;
+    const double head = f.find_tensor("output.weight") ? bytes("output.weight") : bytes("token_embd.weight");
+    w.fixed = head + embd_row;
+    w.measured_layers = n_layers;
+    return w;
+}
+
+Result<std::vector<nlohmann::json>> run_model_suite(const ModelOptions& o, const MachineInfo& m, const LogFn& log) {
+    PL_ASSIGN_OR_RETURN(const std::vector<ModelTarget> targets, model_targets(o, m, log));
     const int max_batch = *std::max_element(o.batches.begin(), o.batches.end());
 
     std::vector<nlohmann::json> rows;
     const size_t total = targets.size() * o.threads.size() * o.batches.size() * 2;
     size_t done = 0;
     const double t_start = now_s();
-    for (const Target& tg : targets) {
+    for (const ModelTarget& tg : targets) {
         auto model = Model::load(tg.path);
         if (!model) return model.status().with_context(tg.path);
         const ModelConfig& cfg = (*model)->config();
@@ -206,31 +250,20 @@ Result<std::vector<nlohmann::json>> run_model_suite(const ModelOptions& o, const
                 }
                 auto st = summarize(samples, what.c_str());
                 if (!st) return st.status();
-                nlohmann::json r;
-                r["suite"] = "model";
-                r["test"] = test;
-                r["id"] = fmt::format("model/{}{}/{}/b{}/t{}", test, n, tg.label, B, t);
-                r["model"] = tg.label;
-                r["model_path"] = tg.path;
-                r["type"] = std::string(type_name(cfg.n_layers > 0 ? (*model)->layer(0).wq.type : 0));
-                r["tokens"] = n;
-                r["batch"] = B;
-                r["threads"] = t;
-                r["n_layers"] = full_layers;
-                r["n_layers_measured"] = cfg.n_layers;
-                r["extrapolated"] = extrapolated;
-                if (extrapolated)
-                    r["note"] = fmt::format("extrapolated from {} to {} layers by weight bytes (x{:.2f})", cfg.n_layers, full_layers, scale);
-                r["weight_bytes"] = static_cast<uint64_t>(full_wbytes);
-                r["time_s"] = stats_json(*st);  // seconds per token
-                r["tokens_per_s"] = {{"min", 1.0 / st->max}, {"median", 1.0 / st->median}, {"max", 1.0 / st->min}};
-                // tg: the weights are streamed once per step of B tokens; pp (as at batch 1): once per
-                // token's worth, so its "bandwidth" exceeds 100 % when weights are reused.
-                const double gbps = full_wbytes / (st->median * (pp ? 1 : B)) * 1e-9;
-                const double roof = m.bw_gbps(t);
-                r["gbps"] = gbps;
-                r["roofline_gbps"] = roof;
-                r["pct_roofline"] = roof > 0 ? 100.0 * gbps / roof : 0.0;
+                ModelRowFacts facts;
+                facts.test = test;
+                facts.tokens = n;
+                facts.label = tg.label;
+                facts.path = tg.path;
+                facts.type = std::string(type_name(cfg.n_layers > 0 ? (*model)->layer(0).wq.type : 0));
+                facts.batch = B;
+                facts.threads = t;
+                facts.full_layers = full_layers;
+                facts.measured_layers = cfg.n_layers;
+                facts.scale = scale;
+                facts.full_wbytes = full_wbytes;
+                const nlohmann::json r = model_row(facts, *st, m);
+                const double gbps = r["gbps"].get<double>(), roof = r["roofline_gbps"].get<double>();
                 rows.push_back(r);
                 const double el = now_s() - t_start;
                 if (log)

@@ -19,11 +19,16 @@
 #include "bench/probe.h"
 #include "bench/stats.h"
 #include "core/status.h"
+#include "dist/topology.h"
 
 #include <nlohmann/json.hpp>
 
 #include <string>
 #include <vector>
+
+namespace pl::gguf {
+class File;
+}
 
 namespace pl::bench {
 
@@ -42,6 +47,45 @@ struct ModelOptions {
     int warmup = 1;
     uint64_t seed = 42;
 };
+
+// A model the suite runs: a GGUF file, or a synthetic shape made (once) in the cache.
+struct ModelTarget {
+    std::string path;
+    std::string label;     // "llama-7b q4_0 (synth)" or the file name
+    std::string shape;     // synth shape name, "" for a file
+    int full_layers = 0;   // layers of the whole model (0: the file's)
+};
+// The targets of `o` (-m or --shape), synthesizing missing shapes into the cache.
+Result<std::vector<ModelTarget>> model_targets(const ModelOptions& o, const MachineInfo& m, const LogFn& log);
+
+// What one model row reports (model_row makes the JSON of docs/bench-schema.json).
+struct ModelRowFacts {
+    std::string test;  // pp | tg
+    int tokens = 0, batch = 1, threads = 1;
+    int roofline_threads = 0;  // threads whose probe bandwidth is the roofline (0: threads)
+    std::string label, path, type;
+    std::string id_suffix;     // appended to the id ("/tp2" for a distributed layout)
+    int full_layers = 0, measured_layers = 0;
+    double scale = 1;          // time factor from measured_layers to full_layers
+    double full_wbytes = 0;    // weight bytes streamed per token by the whole model
+};
+nlohmann::json model_row(const ModelRowFacts& f, const Stats& st, const MachineInfo& m);
+
+// Weight bytes a token streams: `fixed` (output head, one embedding row) + n layers x `layer`.
+struct WeightBytes {
+    double fixed = 0, layer = 0;
+    int measured_layers = 0;
+    double total(int layers) const { return fixed + layer * layers; }
+};
+WeightBytes weight_bytes_of(const gguf::File& f, int n_layers);
+
+// The suite under mpirun (collective over the world; src/bench/model_suite_dist.cpp): every
+// rank loads its shard of `layout`, pp and tg run through dist::generate, world rank 0 times
+// them and returns the rows (other ranks: none), each with "layout" and per-rank "ranks"
+// (compute and communication seconds and bytes per step). `m` is world rank 0's probe. A failure
+// on another rank comes back as an error with an empty message.
+Result<std::vector<nlohmann::json>> run_model_suite_dist(const ModelOptions& o, const dist::Layout& layout, const MachineInfo& m,
+                                                         const LogFn& log);
 
 // $PARALLAMA_BENCH_CACHE, else <directory of the executable>/../bench-models.
 std::string default_cache_dir();

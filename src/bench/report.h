@@ -17,8 +17,11 @@
 namespace pl::bench {
 
 inline constexpr const char* kSchemaName = "parallama-bench";
-// Bump on any incompatible change to the report layout (and update docs/bench-schema.json).
-inline constexpr int kSchemaVersion = 1;
+// Bump on any change to the report layout (and update docs/bench-schema.json). Version 2 added
+// the distributed model rows' "layout" and "ranks"; version 1 reports remain valid and comparable.
+inline constexpr int kSchemaVersion = 2;
+// The oldest version `bench compare` reads (rows and ids are unchanged since).
+inline constexpr int kSchemaOldestComparable = 1;
 
 // {"min","median","max","mean","n","spread"}
 nlohmann::json stats_json(const Stats& s);

@@ -50,6 +50,9 @@ public:
     int allreduce_max(int v);
     void bcast(void* data, size_t bytes, int root);
     void barrier();
+    // A barrier that sleeps (1 ms polls) while it waits, so that ranks waiting for rank 0 (the
+    // bench's machine probe, a model being written) leave the cores to it instead of spinning.
+    void barrier_idle();
     // Root receives every rank's `bytes` bytes, rank-major, into out (which must hold size()*bytes).
     void gather(const void* data, size_t bytes, void* out, int root);
     // Root receives rank r's counts[r] bytes at offset sum(counts[0..r)) of out.

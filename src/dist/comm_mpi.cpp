@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <thread>
 
 namespace pl::dist {
 namespace {
@@ -143,6 +144,18 @@ void Comm::barrier() {
     if (size_ == 1) return;
     Timed t(stats_, 0);
     MPI_Barrier(impl_->comm);
+}
+
+void Comm::barrier_idle() {
+    if (size_ == 1) return;
+    Timed t(stats_, 0);
+    MPI_Request req;
+    MPI_Ibarrier(impl_->comm, &req);
+    for (int done = 0;;) {
+        MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+        if (done) return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
 }
 
 void Comm::gather(const void* data, size_t bytes, void* out, int root) {

@@ -24,6 +24,7 @@ void Comm::allreduce_sum_rma(float*, size_t, size_t) {}
 int Comm::allreduce_max(int v) { return v; }
 void Comm::bcast(void*, size_t, int) {}
 void Comm::barrier() {}
+void Comm::barrier_idle() {}
 void Comm::gather(const void* data, size_t bytes, void* out, int) { std::memcpy(out, data, bytes); }
 void Comm::gatherv(const void* data, size_t bytes, void* out, const std::vector<size_t>&, int) { std::memcpy(out, data, bytes); }
 void Comm::send(const void*, size_t, int, int) { PL_CHECK(false, "send without MPI"); }

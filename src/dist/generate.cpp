@@ -265,8 +265,8 @@ Result<GenerateResult> generate(Grid& g, const Model& model, const GenerateJob& 
     rep.layer_begin = model.dims().layer_begin;
     rep.layer_end = model.dims().layer_end;
     rep.rss_load_kib = rss_load_kib;
-    const CommStats tp0 = g.tp.stats(), pp0 = g.pp.stats();
-    const auto t0 = Clock::now();
+    CommStats tp0 = g.tp.stats(), pp0 = g.pp.stats();
+    auto t0 = Clock::now();
     if (!mine.empty()) {
         size_t longest = 0;
         for (const auto& p : mine) longest = std::max(longest, p.size());
@@ -280,6 +280,12 @@ Result<GenerateResult> generate(Grid& g, const Model& model, const GenerateJob& 
         if (at.layout.tp > 1) (*session)->set_tensor_parallel(&tp);
         StageRunner stage(g, **session, c);
         const int n_mb = job.micro_batches > 0 ? std::min(job.micro_batches, n_seq) : std::min(n_seq, at.layout.pp);
+        // The loop's clock starts when every rank of the replica has its session (wall_s: the
+        // work items only, not the KV cache allocation of the slowest peer).
+        g.replica.barrier();
+        t0 = Clock::now();
+        tp0 = g.tp.stats();
+        pp0 = g.pp.stats();
         if (at.replica_root())
             outputs = run_root(g, stage, job, mine, c.vocab_size, n_mb);
         else

@@ -34,11 +34,11 @@ Result<Placement> place(const Layout& layout, int world_size, int rank) {
     return p;
 }
 
-Status validate_layout(const Layout& layout, const ModelConfig& c) {
+Status validate_layout(const Layout& layout, const ModelConfig& c, const SplitUnits& units) {
     if (c.n_layers < layout.pp) return err("n_layers={} is smaller than pp={} (every stage needs a layer)", c.n_layers, layout.pp);
     ShardSpec s;
     s.tp_size = layout.tp;
-    return shard_dims(c, s).status();
+    return shard_dims(c, s, units).status();
 }
 
 ShardSpec shard_of(const Placement& p, int n_layers) {

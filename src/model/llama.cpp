@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <atomic>
 #include <cstring>
+#include <numeric>
 
 #include <fcntl.h>
 #include <omp.h>
@@ -177,29 +178,64 @@ WeightView row_slice(WeightView w, int64_t r0, int64_t r1) {
 
 }  // namespace
 
-Result<ShardDims> shard_dims(const ModelConfig& c, const ShardSpec& s) {
+Result<ShardDims> shard_dims(const ModelConfig& c, const ShardSpec& s, const SplitUnits& u) {
     const int tp = s.tp_size;
     const int lb = s.layer_begin, le = s.layer_end < 0 ? c.n_layers : s.layer_end;
     if (tp < 1 || s.tp_rank < 0 || s.tp_rank >= tp) return err("tensor-parallel rank {} of {} is invalid", s.tp_rank, tp);
-    if (c.n_heads % tp != 0) return err("n_heads={} is not divisible by tp={}", c.n_heads, tp);
-    if (c.n_kv_heads % tp != 0) return err("n_kv_heads={} is not divisible by tp={}", c.n_kv_heads, tp);
-    if (c.hidden_dim % tp != 0) return err("FFN size hidden_dim={} is not divisible by tp={}", c.hidden_dim, tp);
+    if (u.attn_out < 1 || u.ffn_down < 1) return err("split units {}/{} are invalid", u.attn_out, u.ffn_down);
+    // Heads go in whole KV groups (kv_mul query heads share one KV head); a group spans
+    // kv_mul * head_dim columns of attn_output, so a cut every kv_step groups is block-aligned.
+    const int kv_mul = c.n_heads / c.n_kv_heads;
+    const int group_cols = kv_mul * c.head_dim;
+    const int kv_step = u.attn_out / std::gcd(u.attn_out, group_cols);
+    const int kv_steps = (c.n_kv_heads + kv_step - 1) / kv_step;
+    if (kv_step == 1 && c.n_kv_heads < tp)
+        return err("n_kv_heads={} is smaller than tp={} (every rank needs a whole KV head; replicating KV heads is not implemented)",
+                   c.n_kv_heads, tp);
+    if (kv_steps < tp)
+        return err("n_kv_heads={} in units of {} KV heads ({} attn_output columns, whole {}-weight blocks) makes {} unit(s), "
+                   "fewer than tp={}", c.n_kv_heads, kv_step, kv_step * group_cols, u.attn_out, kv_steps, tp);
+    const int ffn_steps = (c.hidden_dim + u.ffn_down - 1) / u.ffn_down;
+    if (ffn_steps < tp) {
+        if (u.ffn_down == 1) return err("FFN size hidden_dim={} is smaller than tp={}", c.hidden_dim, tp);
+        return err("FFN size hidden_dim={} is {} blocks of {} weights (ffn_down), fewer than tp={}", c.hidden_dim, ffn_steps,
+                   u.ffn_down, tp);
+    }
     if (tp > c.vocab_size) return err("vocab_size={} is smaller than tp={}", c.vocab_size, tp);
     if (lb < 0 || le > c.n_layers || lb >= le)
         return err("layer range [{}, {}) is empty or outside the model's {} layers", lb, le, c.n_layers);
     ShardDims d;
-    d.n_heads = c.n_heads / tp;
-    d.n_kv_heads = c.n_kv_heads / tp;
-    d.head_begin = s.tp_rank * d.n_heads;
-    d.kv_head_begin = s.tp_rank * d.n_kv_heads;
+    int kb = 0, ke = 0;
+    split_steps(c.n_kv_heads, kv_step, tp, s.tp_rank, kb, ke);
+    d.n_kv_heads = ke - kb;
+    d.kv_head_begin = kb;
+    d.n_heads = d.n_kv_heads * kv_mul;
+    d.head_begin = kb * kv_mul;
     d.q_dim = d.n_heads * c.head_dim;
     d.kv_dim = d.n_kv_heads * c.head_dim;
-    d.hidden_dim = c.hidden_dim / tp;
-    d.hidden_begin = s.tp_rank * d.hidden_dim;
+    int hb = 0, he = 0;
+    split_steps(c.hidden_dim, u.ffn_down, tp, s.tp_rank, hb, he);
+    d.hidden_begin = hb;
+    d.hidden_dim = he - hb;
     split_range(c.vocab_size, tp, s.tp_rank, d.vocab_begin, d.vocab_end);
     d.layer_begin = lb;
     d.layer_end = le;
     return d;
+}
+
+SplitUnits split_units(const gguf::File& f, const ModelConfig& c) {
+    SplitUnits u;
+    auto unit = [&](const std::string& name) -> int {
+        const gguf::TensorInfo* t = f.find_tensor(name);
+        const TypeTraits* tt = t ? type_traits(t->type) : nullptr;
+        if (!tt) return 1;  // missing or unknown: the binder reports it
+        return static_cast<int>(tt->rotated_input ? kQ3_5Group : tt->block_elems);
+    };
+    for (int l = 0; l < c.n_layers; ++l) {
+        u.attn_out = std::lcm(u.attn_out, unit(fmt::format("blk.{}.attn_output.weight", l)));
+        u.ffn_down = std::lcm(u.ffn_down, unit(fmt::format("blk.{}.ffn_down.weight", l)));
+    }
+    return u;
 }
 
 Result<ModelConfig> ModelConfig::from_gguf(const gguf::File& f) {
@@ -284,7 +320,8 @@ Result<std::unique_ptr<Model>> Model::from_file(std::unique_ptr<gguf::File> file
     const ModelConfig& c = m->cfg_;
     const int q_dim = c.n_heads * c.head_dim;
 
-    auto dims = shard_dims(c, shard);
+    // Every layer of the file counts (not only this stage's), so all ranks cut alike.
+    auto dims = shard_dims(c, shard, shard.tp_size > 1 ? split_units(f, c) : SplitUnits{});
     if (!dims) return dims.status().with_context(f.path());
     m->shard_ = shard;
     m->dims_ = *dims;

@@ -4,8 +4,8 @@
 // pass needs. No MPI here: src/dist implements TensorParallelOps over MPI (docs/parallelism.md).
 //
 // Tensor parallelism (Megatron-style), with GGUF's row-major [n_out rows x n_in] matrices:
-//   attn_q, attn_k, attn_v, ffn_gate, ffn_up  split by output rows (whole heads / KV-head groups,
-//                                              hidden_dim/tp FFN rows): contiguous row ranges
+//   attn_q, attn_k, attn_v, ffn_gate, ffn_up  split by output rows (whole KV-head groups, FFN rows
+//                                              in whole quantization blocks): contiguous row ranges
 //   attn_output, ffn_down                     split by input columns: a slice of every row, each
 //                                              rank sums a partial product, then one allreduce
 //   output (or the tied token_embd)           split by vocabulary rows, logits gathered to rank 0
@@ -14,11 +14,15 @@
 
 #include "core/status.h"
 
+#include <algorithm>
 #include <cstddef>
 
 namespace pl {
 
 struct ModelConfig;
+namespace gguf {
+class File;
+}
 
 struct ShardSpec {
     int tp_rank = 0;
@@ -47,16 +51,41 @@ struct ShardDims {
     int n_layers() const { return layer_end - layer_begin; }
 };
 
-// Checks that `s` can shard a model of shape `c` and computes its dimensions. Errors name the
-// numbers: "n_heads=8 is not divisible by tp=3". (Weight-type alignment of the column splits is
-// checked when the weights are bound, Model::load.)
-Result<ShardDims> shard_dims(const ModelConfig& c, const ShardSpec& s);
+// The granularity, in weights, at which the two column-split matrices may be cut: a slice of a
+// block-quantized row must start on a block boundary (on a 256-weight group for q3.5, whose
+// activations are rotated per group). 1 for float weights. Model::load takes them from the types
+// in the file (the least common multiple over the layers).
+struct SplitUnits {
+    int attn_out = 1;  // attn_output's columns (query heads x head_dim)
+    int ffn_down = 1;  // ffn_down's columns (FFN rows)
+};
+
+// The units of the model in `f`: the lcm of each matrix's block (or q3.5 group) over all layers.
+SplitUnits split_units(const gguf::File& f, const ModelConfig& c);
+
+// Checks that `s` can shard a model of shape `c` and computes its dimensions. The split may be
+// uneven: KV-head groups (with their query heads) and FFN rows are dealt out in whole steps that
+// keep every column cut on a multiple of `u` (FFN rows: steps of u.ffn_down rows; heads: the
+// fewest whole KV groups whose attn_output columns are a multiple of u.attn_out), the first
+// ranks getting one step more, the last rank's range ending at the row's end. Errors name the
+// numbers: "n_kv_heads=4 is smaller than tp=8 ...", "FFN size hidden_dim=11008 is 43 blocks of
+// 256 weights (ffn_down), fewer than tp=64".
+Result<ShardDims> shard_dims(const ModelConfig& c, const ShardSpec& s, const SplitUnits& u = {});
 
 // Rows [begin, end) of `n` rows for part `rank` of `parts` (the first n % parts parts get one more).
 inline void split_range(int n, int parts, int rank, int& begin, int& end) {
     const int base = n / parts, extra = n % parts;
     begin = rank * base + (rank < extra ? rank : extra);
     end = begin + base + (rank < extra ? 1 : 0);
+}
+
+// Items [begin, end) of `n` for part `rank` of `parts`, cut only at multiples of `step` items
+// (the last part ends at n): split_range over the ceil(n / step) steps. Equal to split_range(n)
+// when step divides n / parts.
+inline void split_steps(int n, int step, int parts, int rank, int& begin, int& end) {
+    split_range((n + step - 1) / step, parts, rank, begin, end);
+    begin = std::min(begin * step, n);
+    end = std::min(end * step, n);
 }
 
 // The collectives of a tensor-parallel forward pass, over the ranks of one pipeline stage. Called

@@ -82,6 +82,9 @@ const std::vector<ModelShape>& model_shapes() {
         // Not a real model: LLaMA's structure (GQA, untied head) at a size for fast tests of the
         // parallel layouts (heads, KV heads and FFN rows divide by 2 and 4, in whole 32-blocks).
         {"tiny-gqa", 256, 768, 4, 8, 4, 512, 512, 10000.0f, false},
+        // Also not a real model: LLaMA-7B's head size (128) with an FFN of 3 q3.5 groups, so that
+        // tp2 must split ffn_down unevenly (512 + 256 columns) as it does at LLaMA-7B's 43 groups.
+        {"tiny-uneven", 512, 768, 4, 4, 4, 512, 512, 10000.0f, false},
     };
     return shapes;
 }

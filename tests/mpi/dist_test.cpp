@@ -5,6 +5,10 @@
 // ends the job instead of hanging it; tensor parallelism cuts resident memory per rank.
 #include "test_data.h"
 
+#include "bench/json_schema.h"
+
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -66,11 +70,11 @@ void expect_layouts_match(const std::string& model, const std::string& gen_args,
 
 // A small synthetic model with LLaMA's structure (GQA 8/4 heads, untied head), written once per
 // build tree (the writer renames into place, so concurrent tests are safe).
-std::string synth_model(const std::string& type) {
-    const std::string path = std::string(PL_BINARY_DIR) + "/test-tmp/dist-tiny-gqa-" + type + ".gguf";
+std::string synth_model(const std::string& type, const std::string& shape = "tiny-gqa") {
+    const std::string path = std::string(PL_BINARY_DIR) + "/test-tmp/dist-" + shape + "-" + type + ".gguf";
     if (!std::filesystem::exists(path)) {
         std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-        auto s = run_cmd(parallama_bin() + " synth --shape tiny-gqa --type " + type + " --std 0.08 -o " + q(path));
+        auto s = run_cmd(parallama_bin() + " synth --shape " + shape + " --type " + type + " --std 0.08 -o " + q(path));
         EXPECT_EQ(s.rc, 0) << s.err;
     }
     return path;
@@ -137,7 +141,7 @@ TEST(DistCli, BadLayoutsFailWithClearMessages) {
     for (const Case& c : std::vector<Case>{
              {2, "--tp 2 --pp 2", "--tp 2 x --pp 2 = 4 ranks per replica does not divide the job's 2 MPI ranks"},
              {2, "--tp 1 --pp 1 --dp 3", "--tp 1 x --pp 1 x --dp 3 needs 3 MPI ranks, this job has 2"},
-             {3, "--tp 3", "n_heads=8 is not divisible by tp=3"},
+             {5, "--tp 5", "n_kv_heads=4 is smaller than tp=5"},
          }) {
         auto r = mpirun(c.np, gen + c.flags);
         EXPECT_NE(r.rc, 0) << c.flags;
@@ -148,10 +152,54 @@ TEST(DistCli, BadLayoutsFailWithClearMessages) {
     auto r = single(gen + "--tp 2");
     EXPECT_EQ(r.rc, 1);
     EXPECT_NE(r.err.find("does not divide the job's 1 MPI ranks (start it with mpirun -np N)"), std::string::npos) << r.err;
-    // q3.5 rotates 256-weight groups: ffn_down's 768 columns do not split in two whole groups.
+    // q3.5 rotates 256-weight groups: the tiny model's heads of 32 columns go 4 KV groups at a
+    // time, one unit for 2 ranks (the FFN's 3 groups would split).
     auto q35 = mpirun(2, "generate -m " + q(synth_model("q3.5")) + " -p hi -n 2 --temp 0 --ids --tp 2");
     EXPECT_EQ(q35.rc, 1);
-    EXPECT_NE(q35.err.find("ffn_down.weight' (q3.5): tp=2 splits its 768 columns at 384"), std::string::npos) << q35.err;
+    EXPECT_NE(q35.err.find("n_kv_heads=4 in units of 4 KV heads (256 attn_output columns, whole 256-weight blocks) makes 1 unit(s), "
+                           "fewer than tp=2"), std::string::npos)
+        << q35.err;
+}
+
+// Uneven tensor-parallel splits. stories260K (8/4 heads, 172 FFN rows, f32) over 3 ranks: KV
+// groups 2/1/1 (query heads 4/2/2) and FFN rows 58/57/57, the same tokens as one process. q3.5
+// (256-weight groups) over 2 ranks on `tiny-uneven` (4 heads of 128, FFN of 3 groups): ffn_down
+// splits 512 + 256 columns, as LLaMA-7B's 43 groups split 22 + 21.
+TEST(DistCli, UnevenTensorParallelSplits) {
+    PL_REQUIRE_MPI();
+    const std::string gguf = pl::test::model_file("stories260K/stories260K-f32.gguf");
+    PL_REQUIRE_DATA(gguf, "stories260K/stories260K-f32.gguf");
+    expect_layouts_match(gguf, "--prompt-ids 1 -n 32 --temp 0 --ids", {{3, "--tp 3"}, {3, "--tp 3 --tp-reduce rma"}});
+    expect_layouts_match(synth_model("q3.5", "tiny-uneven"), "-p 'Once upon a time' -n 16 --temp 0 --ids --ignore-eos", {{2, "--tp 2"}});
+}
+
+// `parallama bench --suite model` under mpirun: rows measured on rank 0 with every rank's compute
+// and communication figures, the MPI link probe, and a report that validates against the schema.
+TEST(DistCli, BenchReportsRanksAndLink) {
+    PL_REQUIRE_MPI();
+    const std::string dir = pl::test::make_temp_dir("dist_bench");
+    auto r = mpirun(2, "bench --suite model -m " + q(synth_model("f16")) + " --tp 2 -t 1 --pp 4 --tg 4 --repeat 1 --warmup 0 "
+                       "--bw-mib 16 --no-charts -o " + q(dir));
+    ASSERT_EQ(r.rc, 0) << r.err;
+    std::ifstream f(dir + "/report.json");
+    const nlohmann::json rep = nlohmann::json::parse(f);
+    std::ifstream sf(std::string(PL_SOURCE_DIR) + "/docs/bench-schema.json");
+    for (const auto& e : pl::bench::validate_json(nlohmann::json::parse(sf), rep)) ADD_FAILURE() << e;
+    ASSERT_TRUE(rep.contains("link"));
+    EXPECT_GT(rep["link"]["latency_s"].get<double>(), 0);
+    ASSERT_EQ(rep["results"].size(), 2u);  // pp4, tg4
+    for (const auto& row : rep["results"]) {
+        EXPECT_EQ(row["layout"]["tp"], 2);
+        EXPECT_NE(row["id"].get<std::string>().find("/tp2"), std::string::npos);
+        ASSERT_EQ(row["ranks"].size(), 2u);
+        for (const auto& k : row["ranks"]) {
+            EXPECT_GT(k["steps"].get<int>(), 0);
+            // Two allreduces of dim=256 floats a layer, 4 layers, per token of the step.
+            EXPECT_GE(k["tp_bytes_per_step"].get<double>(), 8 * 256 * 4.0);
+            EXPECT_GT(k["compute_s_per_step"].get<double>(), 0);
+        }
+    }
+    std::filesystem::remove_all(dir);
 }
 
 // A rank that dies mid-run (fault injection) ends the whole job with an error, in bounded time.

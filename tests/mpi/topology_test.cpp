@@ -56,15 +56,80 @@ TEST(Topology, RankCountMismatchesAreNamed) {
 TEST(Topology, ValidatesHeadsFfnAndLayers) {
     Layout l;
     l.tp = 3;
-    EXPECT_EQ(pl::dist::validate_layout(l, config(96, 192, 4, 12, 4, 100)).message(), "n_kv_heads=4 is not divisible by tp=3");
-    EXPECT_EQ(pl::dist::validate_layout(l, config(64, 192, 4, 8, 8, 100)).message(), "n_heads=8 is not divisible by tp=3");
-    EXPECT_EQ(pl::dist::validate_layout(l, config(96, 200, 4, 12, 12, 100)).message(), "FFN size hidden_dim=200 is not divisible by tp=3");
+    // Uneven splits are allowed (whole KV groups, whole blocks); too few of them are not.
+    EXPECT_TRUE(pl::dist::validate_layout(l, config(96, 192, 4, 12, 4, 100)));
+    EXPECT_TRUE(pl::dist::validate_layout(l, config(96, 200, 4, 12, 12, 100)));
+    l.tp = 8;
+    EXPECT_EQ(pl::dist::validate_layout(l, config(96, 192, 4, 12, 4, 100)).message(),
+              "n_kv_heads=4 is smaller than tp=8 (every rank needs a whole KV head; replicating KV heads is not implemented)");
+    EXPECT_EQ(pl::dist::validate_layout(l, config(64, 4, 4, 8, 8, 100)).message(), "FFN size hidden_dim=4 is smaller than tp=8");
+    // q3.5 at LLaMA-7B's 11008 = 43 groups of 256: 43 ranks at most; heads of 128 pair up.
+    const auto l7 = config(4096, 11008, 32, 32, 32, 32000);
+    const pl::SplitUnits q35{256, 256};
+    l.tp = 2;
+    EXPECT_TRUE(pl::dist::validate_layout(l, l7, q35));
+    l.tp = 32;
+    EXPECT_EQ(pl::dist::validate_layout(l, l7, q35).message(),
+              "n_kv_heads=32 in units of 2 KV heads (256 attn_output columns, whole 256-weight blocks) makes 16 unit(s), "
+              "fewer than tp=32");
+    l.tp = 44;
+    pl::ModelConfig wide = l7;
+    wide.n_heads = wide.n_kv_heads = 64;
+    wide.head_dim = 64;
+    EXPECT_EQ(pl::dist::validate_layout(l, wide, pl::SplitUnits{1, 256}).message(),
+              "FFN size hidden_dim=11008 is 43 blocks of 256 weights (ffn_down), fewer than tp=44");
     l.tp = 1;
     l.pp = 5;
     EXPECT_EQ(pl::dist::validate_layout(l, config(64, 128, 4, 8, 8, 100)).message(),
               "n_layers=4 is smaller than pp=5 (every stage needs a layer)");
     l.pp = 4;
     EXPECT_TRUE(pl::dist::validate_layout(l, config(64, 128, 4, 8, 8, 100)));
+}
+
+// Uneven tp splits: q3.5 LLaMA-7B over 2 ranks cuts ffn_down's 43 groups 22 + 21 and the heads
+// 16 + 16; over 3 ranks the heads go in pairs of 128-column heads (16 pairs: 6, 5, 5 = 12, 10,
+// 10 heads). Every cut is a multiple of 256 columns, and the slices tile the model.
+TEST(Topology, UnevenSplitsKeepWholeBlocks) {
+    const auto l7 = config(4096, 11008, 32, 32, 32, 32000);
+    const pl::SplitUnits q35{256, 256};
+    for (int tp : {2, 3, 4, 5, 16}) {
+        int hidden_next = 0, head_next = 0;
+        for (int r = 0; r < tp; ++r) {
+            pl::ShardSpec s;
+            s.tp_size = tp;
+            s.tp_rank = r;
+            auto d = pl::shard_dims(l7, s, q35);
+            ASSERT_TRUE(d) << tp << ": " << d.error_message();
+            EXPECT_EQ(d->hidden_begin, hidden_next);
+            EXPECT_EQ(d->hidden_begin % 256, 0);
+            EXPECT_TRUE(d->hidden_dim % 256 == 0 || d->hidden_begin + d->hidden_dim == 11008);
+            EXPECT_EQ(d->head_begin, head_next);
+            EXPECT_EQ(d->q_dim % 256, 0);
+            EXPECT_EQ(d->n_heads, d->n_kv_heads);
+            hidden_next += d->hidden_dim;
+            head_next += d->n_heads;
+        }
+        EXPECT_EQ(hidden_next, 11008) << tp;
+        EXPECT_EQ(head_next, 32) << tp;
+    }
+    pl::ShardSpec s;
+    s.tp_size = 2;
+    EXPECT_EQ(pl::shard_dims(l7, s, q35)->hidden_dim, 22 * 256);
+    s.tp_rank = 1;
+    EXPECT_EQ(pl::shard_dims(l7, s, q35)->hidden_dim, 21 * 256);
+    s.tp_size = 3;
+    s.tp_rank = 0;
+    EXPECT_EQ(pl::shard_dims(l7, s, q35)->n_heads, 12);
+    s.tp_rank = 2;
+    EXPECT_EQ(pl::shard_dims(l7, s, q35)->n_heads, 10);
+    // GQA 8/4 over 3 ranks, float weights: KV groups 2, 1, 1 carry query heads 4, 2, 2.
+    const auto gqa = config(256, 768, 4, 8, 4, 512);
+    s.tp_rank = 0;
+    EXPECT_EQ(pl::shard_dims(gqa, s)->n_heads, 4);
+    EXPECT_EQ(pl::shard_dims(gqa, s)->n_kv_heads, 2);
+    s.tp_rank = 2;
+    EXPECT_EQ(pl::shard_dims(gqa, s)->head_begin, 6);
+    EXPECT_EQ(pl::shard_dims(gqa, s)->kv_head_begin, 3);
 }
 
 TEST(Topology, ShardsTileTheModel) {
