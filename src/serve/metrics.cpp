@@ -74,29 +74,23 @@ std::string ServerMetrics::render(const EngineStats& s) const {
     auto head = [&](const char* name, const char* type, const char* help) {
         o += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
     };
+    auto scalar = [&](const char* name, const char* type, const char* help, auto value) {
+        head(name, type, help);
+        o += fmt::format("{} {}\n", name, value);
+    };
     head("parallama_requests_total", "counter", "HTTP requests answered, by endpoint and status code.");
     for (const auto& [k, n] : requests_)
         o += fmt::format("parallama_requests_total{{endpoint=\"{}\",code=\"{}\"}} {}\n", k.first, k.second, n);
-    head("parallama_prompt_tokens_total", "counter", "Prompt tokens of completed requests.");
-    o += fmt::format("parallama_prompt_tokens_total {}\n", prompt_tokens_);
-    head("parallama_generation_tokens_total", "counter", "Tokens generated for completed requests.");
-    o += fmt::format("parallama_generation_tokens_total {}\n", completion_tokens_);
-    head("parallama_client_disconnects_total", "counter", "Requests whose client went away before the end.");
-    o += fmt::format("parallama_client_disconnects_total {}\n", disconnects_);
-    head("parallama_forward_steps_total", "counter", "Forward steps run by the engine.");
-    o += fmt::format("parallama_forward_steps_total {}\n", s.steps);
-    head("parallama_queue_depth", "gauge", "Requests waiting for a sequence slot or KV blocks.");
-    o += fmt::format("parallama_queue_depth {}\n", s.queued);
-    head("parallama_running_sequences", "gauge", "Sequences in the running batch.");
-    o += fmt::format("parallama_running_sequences {}\n", s.running);
-    head("parallama_max_sequences", "gauge", "Sequences the server runs at once (--parallel).");
-    o += fmt::format("parallama_max_sequences {}\n", s.n_seq);
-    head("parallama_batch_size", "gauge", "Tokens in the last forward step.");
-    o += fmt::format("parallama_batch_size {}\n", s.last_batch);
-    head("parallama_kv_blocks_used", "gauge", "KV cache blocks held by sequences.");
-    o += fmt::format("parallama_kv_blocks_used {}\n", s.kv_blocks_used);
-    head("parallama_kv_blocks_total", "gauge", "KV cache blocks in the pool.");
-    o += fmt::format("parallama_kv_blocks_total {}\n", s.kv_blocks_total);
+    scalar("parallama_prompt_tokens_total", "counter", "Prompt tokens of completed requests.", prompt_tokens_);
+    scalar("parallama_generation_tokens_total", "counter", "Tokens generated for completed requests.", completion_tokens_);
+    scalar("parallama_client_disconnects_total", "counter", "Requests whose client went away before the end.", disconnects_);
+    scalar("parallama_forward_steps_total", "counter", "Forward steps run by the engine.", s.steps);
+    scalar("parallama_queue_depth", "gauge", "Requests waiting for a sequence slot or KV blocks.", s.queued);
+    scalar("parallama_running_sequences", "gauge", "Sequences in the running batch.", s.running);
+    scalar("parallama_max_sequences", "gauge", "Sequences the server runs at once (--parallel).", s.n_seq);
+    scalar("parallama_batch_size", "gauge", "Tokens in the last forward step.", s.last_batch);
+    scalar("parallama_kv_blocks_used", "gauge", "KV cache blocks held by sequences.", s.kv_blocks_used);
+    scalar("parallama_kv_blocks_total", "gauge", "KV cache blocks in the pool.", s.kv_blocks_total);
     head("parallama_time_to_first_token_seconds", "histogram", "Request arrival to its first generated token.");
     ttft_.render(o, "parallama_time_to_first_token_seconds");
     head("parallama_time_per_output_token_seconds", "histogram", "Mean time between a request's tokens after the first.");

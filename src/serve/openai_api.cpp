@@ -148,23 +148,24 @@ std::variant<GenParams, ApiError> parse_request(const json& b, bool chat, const 
     }
     if (auto e = chat ? parse_messages(b, p) : parse_prompt(b, p)) return *e;
 
-    double d;
     int64_t i;
     bool present;
-    d = p.sampling.temperature;
-    if (auto e = number(b, "temperature", 0, 2, d)) return *e;
-    p.sampling.temperature = static_cast<float>(d);
-    d = p.sampling.top_p;
-    if (auto e = number(b, "top_p", 0, 1, d)) return *e;
-    if (d <= 0) return bad("top_p", "'top_p' must be greater than 0 (1 turns it off)");
-    p.sampling.top_p = static_cast<float>(d);
-    d = p.sampling.min_p;
-    if (auto e = number(b, "min_p", 0, 1, d)) return *e;
-    p.sampling.min_p = static_cast<float>(d);
-    d = p.sampling.repeat_penalty;
-    if (auto e = number(b, "repeat_penalty", 0, 10, d)) return *e;
-    if (d <= 0) return bad("repeat_penalty", "'repeat_penalty' must be greater than 0 (1 turns it off)");
-    p.sampling.repeat_penalty = static_cast<float>(d);
+    // Float sampling fields: [lo, hi], and > 0 where 0 has no meaning (1 turns those off).
+    struct FloatField {
+        const char* key;
+        double lo, hi;
+        bool positive;
+        float* out;
+    };
+    for (const FloatField& f : {FloatField{"temperature", 0, 2, false, &p.sampling.temperature},
+                                FloatField{"top_p", 0, 1, true, &p.sampling.top_p},
+                                FloatField{"min_p", 0, 1, false, &p.sampling.min_p},
+                                FloatField{"repeat_penalty", 0, 10, true, &p.sampling.repeat_penalty}}) {
+        double d = *f.out;
+        if (auto e = number(b, f.key, f.lo, f.hi, d)) return *e;
+        if (f.positive && d <= 0) return bad(f.key, fmt::format("'{}' must be greater than 0 (1 turns it off)", f.key));
+        *f.out = static_cast<float>(d);
+    }
     if (auto e = integer(b, "top_k", 0, 1 << 20, i, present)) return *e;
     if (present) p.sampling.top_k = static_cast<int32_t>(i);
     if (auto e = integer(b, "seed", INT64_MIN / 2, INT64_MAX / 2, i, present)) return *e;
