@@ -49,7 +49,7 @@ int run_serve(ServeCliOptions o) {
         if (auto r = apply_chat_template(o.http.chat_template ? o.http.chat_template : (*tok)->chat_template(), probe, true); !r)
             return fail("serve", r.status().with_context("chat template (use --chat-template)"));
     }
-    const int n_ctx = o.n_ctx > 0 ? std::min(o.n_ctx, std::max(cfg.context_length, o.n_ctx)) : std::min(cfg.context_length > 0 ? cfg.context_length : 4096, 4096);
+    const int n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min(cfg.context_length > 0 ? cfg.context_length : 4096, 4096);
     const KvType kv = default_kv_type();
     const double bytes_per_token = 2.0 * cfg.n_layers * cfg.kv_dim * (kv == KvType::F16 ? 2 : 4);
     int64_t budget = static_cast<int64_t>(o.parallel) * n_ctx;

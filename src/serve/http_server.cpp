@@ -103,12 +103,7 @@ struct Generation {
                 std::string rest = texts[c].finish();
                 if (!rest.empty()) emit(c, rest);
                 n_sampled[c] = e.n_generated;
-                switch (e.reason) {
-                    case FinishReason::Length: finish[c] = "length"; break;
-                    case FinishReason::Stop: finish[c] = "stop"; break;
-                    case FinishReason::Cancelled: finish[c] = "cancelled"; break;
-                    case FinishReason::Error: finish[c] = "error"; break;
-                }
+                finish[c] = finish_reason_name(e.reason);
             }
         }
     }
