@@ -12,13 +12,39 @@ void ImatrixCollector::observe(const WeightView& W, const float* x) {
     auto it = index_.find(W.name);
     if (it == index_.end()) {
         it = index_.emplace(W.name, entries_.size()).first;
-        entries_.push_back(Entry{W.name, std::vector<double>(static_cast<size_t>(W.cols), 0.0), 0});
+        entries_.push_back(Entry{W.name, std::vector<double>(static_cast<size_t>(W.cols), 0.0), 0, {}, {}, 0});
     }
     Entry& e = entries_[it->second];
     // A name seen with another row length would be a model bug; PL_CHECK-free: keep the first shape.
     const size_t n = std::min(e.sum2.size(), static_cast<size_t>(W.cols));
     for (size_t j = 0; j < n; ++j) e.sum2[j] += static_cast<double>(x[j]) * static_cast<double>(x[j]);
     ++e.count;
+    const size_t groups = n / kImatrixCovGroup;
+    if (covariance_ && groups > 0) {
+        if (e.cov.empty()) {
+            e.cov.assign(groups * kImatrixCovGroup * kImatrixCovGroup, 0.0);
+            e.pending.assign(static_cast<size_t>(kCovBatch) * groups * kImatrixCovGroup, 0.0f);
+        }
+        std::copy(x, x + groups * kImatrixCovGroup, e.pending.begin() + static_cast<ptrdiff_t>(e.n_pending * groups * kImatrixCovGroup));
+        if (++e.n_pending == kCovBatch) flush(e);
+    }
+}
+
+// cov_g += sum over the pending rows of x_g x_g^T: rows of the accumulator stay in L1 while the
+// batch streams past, so the 512 KiB accumulator of a group is touched once per kCovBatch inputs.
+void ImatrixCollector::flush(Entry& e) {
+    constexpr size_t G = kImatrixCovGroup;
+    const size_t groups = e.cov.size() / (G * G), stride = groups * G;
+    for (size_t g = 0; g < groups; ++g)
+        for (size_t i = 0; i < G; ++i) {
+            double* acc = e.cov.data() + (g * G + i) * G;
+            for (int t = 0; t < e.n_pending; ++t) {
+                const float* xg = e.pending.data() + static_cast<size_t>(t) * stride + g * G;
+                const double xi = xg[i];
+                for (size_t j = 0; j < G; ++j) acc[j] += xi * static_cast<double>(xg[j]);
+            }
+        }
+    e.n_pending = 0;
 }
 
 uint64_t ImatrixCollector::count(const std::string& weight_name) const {
@@ -26,26 +52,32 @@ uint64_t ImatrixCollector::count(const std::string& weight_name) const {
     return it == index_.end() ? 0 : entries_[it->second].count;
 }
 
-Imatrix ImatrixCollector::result(std::string dataset, uint32_t chunk_count, uint32_t chunk_size, uint64_t token_count) const {
+Imatrix ImatrixCollector::result(std::string dataset, uint32_t chunk_count, uint32_t chunk_size, uint64_t token_count) {
     Imatrix m;
     m.dataset = std::move(dataset);
     m.chunk_count = chunk_count;
     m.chunk_size = chunk_size;
     m.token_count = token_count;
-    for (const Entry& e : entries_) {
+    for (Entry& e : entries_) {
         if (e.count == 0) continue;
         std::vector<float> mean(e.sum2.size());
         for (size_t j = 0; j < mean.size(); ++j) mean[j] = static_cast<float>(e.sum2[j] / static_cast<double>(e.count));
         m.data.emplace(e.name, std::move(mean));
+        if (!e.cov.empty()) {
+            flush(e);
+            std::vector<float> c(e.cov.size());
+            for (size_t j = 0; j < c.size(); ++j) c[j] = static_cast<float>(e.cov[j] / static_cast<double>(e.count));
+            m.cov.emplace(e.name, std::move(c));
+        }
     }
     return m;
 }
 
 Result<Imatrix> collect_imatrix(const Model& model, const Chunks& chunks, bool reference, const std::string& dataset,
-                                const PplChunkFn& on_chunk) {
+                                const PplChunkFn& on_chunk, bool covariance) {
     const int vocab = model.config().vocab_size;
     PL_ASSIGN_OR_RETURN(auto session, Session::create(model, chunks.n_ctx, reference));
-    ImatrixCollector collector;
+    ImatrixCollector collector(covariance);
     session->set_activation_observer([&collector](const WeightView& W, const float* x) { collector.observe(W, x); });
     constexpr int kBatch = 32;
     std::vector<float> logits(static_cast<size_t>(kBatch) * static_cast<size_t>(vocab));
