@@ -32,18 +32,30 @@ void ImatrixCollector::observe(const WeightView& W, const float* x) {
 
 // cov_g += sum over the pending rows of x_g x_g^T: rows of the accumulator stay in L1 while the
 // batch streams past, so the 512 KiB accumulator of a group is touched once per kCovBatch inputs.
+// Cloned for AVX-512 and AVX2 (the rest of this file is built for baseline x86-64): 8 or 4 double
+// FMAs per instruction instead of SSE2's 2 made collecting SmolLM2's covariances 4x cheaper.
+namespace {
+[[gnu::target_clones("avx512f", "avx2,fma", "default")]] void add_outer_products(double* cov, const float* x, int rows,
+                                                                                  size_t stride, size_t G) {
+    for (size_t i = 0; i < G; ++i) {
+        double* acc = cov + i * G;
+        for (int t = 0; t < rows; ++t) {
+            const float* xg = x + static_cast<size_t>(t) * stride;
+            const double xi = xg[i];
+            for (size_t j = 0; j < G; ++j) acc[j] += xi * static_cast<double>(xg[j]);
+        }
+    }
+}
+}  // namespace
+
 void ImatrixCollector::flush(Entry& e) {
     constexpr size_t G = kImatrixCovGroup;
-    const size_t groups = e.cov.size() / (G * G), stride = groups * G;
-    for (size_t g = 0; g < groups; ++g)
-        for (size_t i = 0; i < G; ++i) {
-            double* acc = e.cov.data() + (g * G + i) * G;
-            for (int t = 0; t < e.n_pending; ++t) {
-                const float* xg = e.pending.data() + static_cast<size_t>(t) * stride + g * G;
-                const double xi = xg[i];
-                for (size_t j = 0; j < G; ++j) acc[j] += xi * static_cast<double>(xg[j]);
-            }
-        }
+    const int64_t groups = static_cast<int64_t>(e.cov.size() / (G * G));
+    const size_t stride = static_cast<size_t>(groups) * G;
+#pragma omp parallel for schedule(static) if (groups > 1)
+    for (int64_t g = 0; g < groups; ++g)
+        add_outer_products(e.cov.data() + static_cast<size_t>(g) * G * G, e.pending.data() + static_cast<size_t>(g) * G, e.n_pending,
+                           stride, G);
     e.n_pending = 0;
 }
 
