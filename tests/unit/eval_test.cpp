@@ -389,26 +389,20 @@ TEST(EvalImatrix, CovarianceRoundTripAndBadShapes) {
     auto back = load_imatrix(dir + "/cov.gguf");
     ASSERT_TRUE(back) << back.error_message();
     EXPECT_EQ(back->cov, m.cov);
-    {  // a covariance of the wrong group count
+    // A file of one diagonal (`cols` values, for weight "a") and one covariance tensor (one group,
+    // named for `cov_of`) must fail to load with `want` in the message.
+    auto expect_rejected = [&](const char* file, int64_t cols, const std::string& cov_of, const std::string& want) {
         gguf::Writer w;
-        const std::vector<float> diag(512, 1.0f), one(256 * 256, 1.0f);
-        w.add_tensor_data("a.weight.in_sum2", static_cast<uint32_t>(GgmlType::F32), {512}, bytes_of(diag));
-        w.add_tensor_data("a.weight.in_cov", static_cast<uint32_t>(GgmlType::F32), {256, 256, 1}, bytes_of(one));
-        ASSERT_TRUE(w.write(dir + "/short.gguf"));
-        auto r = load_imatrix(dir + "/short.gguf");
-        ASSERT_FALSE(r);
-        EXPECT_NE(r.error_message().find("[256, 256, 2]"), std::string::npos) << r.error_message();
-    }
-    {  // a covariance without its diagonal entry
-        gguf::Writer w;
-        const std::vector<float> diag(4, 1.0f), one(256 * 256, 1.0f);
-        w.add_tensor_data("a.weight.in_sum2", static_cast<uint32_t>(GgmlType::F32), {4}, bytes_of(diag));
-        w.add_tensor_data("b.weight.in_cov", static_cast<uint32_t>(GgmlType::F32), {256, 256, 1}, bytes_of(one));
-        ASSERT_TRUE(w.write(dir + "/orphan.gguf"));
-        auto r = load_imatrix(dir + "/orphan.gguf");
-        ASSERT_FALSE(r);
-        EXPECT_NE(r.error_message().find("'b.weight.in_sum2'"), std::string::npos) << r.error_message();
-    }
+        const std::vector<float> diag(static_cast<size_t>(cols), 1.0f), one(256 * 256, 1.0f);
+        w.add_tensor_data("a.weight.in_sum2", static_cast<uint32_t>(GgmlType::F32), {cols}, bytes_of(diag));
+        w.add_tensor_data(cov_of + ".in_cov", static_cast<uint32_t>(GgmlType::F32), {256, 256, 1}, bytes_of(one));
+        ASSERT_TRUE(w.write(dir + "/" + file));
+        auto r = load_imatrix(dir + "/" + file);
+        ASSERT_FALSE(r) << file;
+        EXPECT_NE(r.error_message().find(want), std::string::npos) << r.error_message();
+    };
+    expect_rejected("short.gguf", 512, "a.weight", "[256, 256, 2]");  // 512 columns are 2 groups
+    expect_rejected("orphan.gguf", 4, "b.weight", "'b.weight.in_sum2'");  // no diagonal beside it
 }
 
 }  // namespace
