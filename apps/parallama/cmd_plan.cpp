@@ -50,7 +50,7 @@ Result<dist::PlanModel> model_of(const PlanCliOptions& o) {
         PL_ASSIGN_OR_RETURN(auto f, gguf::File::open(o.model));
         PL_ASSIGN_OR_RETURN(auto c, ModelConfig::from_gguf(*f));
         m = {std::filesystem::path(o.model).filename().string(), c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads,
-             c.vocab_size, c.tied_embeddings, 0, ""};
+             c.vocab_size, c.tied_embeddings, 0, "", split_units(*f, c)};
         const gguf::TensorInfo* t = f->find_tensor("blk.0.ffn_down.weight");
         if (!t) return err("{}: no blk.0.ffn_down.weight", o.model);
         m.bytes_per_weight = static_cast<double>(t->nbytes) / static_cast<double>(t->n_elements());
@@ -62,7 +62,8 @@ Result<dist::PlanModel> model_of(const PlanCliOptions& o) {
     const TypeTraits* tt = type_traits_by_name(o.type);
     if (!tt) return err("unknown weight type '{}'", o.type);
     m = {s->name, s->dim, s->hidden_dim, s->n_layers, s->n_heads, s->n_kv_heads, s->vocab_size, s->tied_embeddings,
-         static_cast<double>(tt->block_bytes) / static_cast<double>(tt->block_elems), tt->name};
+         static_cast<double>(tt->block_bytes) / static_cast<double>(tt->block_elems), tt->name,
+         SplitUnits{split_unit(static_cast<uint32_t>(tt->type)), split_unit(static_cast<uint32_t>(tt->type))}};
     return m;
 }
 
@@ -280,9 +281,10 @@ int run_plan(const PlanCliOptions& o) {
         rows.push_back(result_json(*m, l, *r));
         if (r->kv_replicated && std::find(noted.begin(), noted.end(), tp) == noted.end()) {
             noted.push_back(tp);
-            notes += fmt::format("tp{}: n_kv_heads={} < tp: the {} query heads are split and each rank holds the KV heads they read "
-                                 "({:.2f} a rank on average, {} copies in all), counted in the weights and the KV cache\n",
-                                 tp, m->n_kv_heads, m->n_heads, r->kv_heads_rank, r->kv_head_copies);
+            notes += fmt::format("tp{}: too few whole KV groups ({} KV heads) for {} ranks: the {} query heads are split and each rank "
+                                 "holds the KV heads they read ({:.2f} a rank on average, {} copies in all), counted in the weights "
+                                 "and the KV cache\n",
+                                 tp, m->n_kv_heads, tp, m->n_heads, r->kv_heads_rank, r->kv_head_copies);
         }
         table += fmt::format("| {} | {} | {} | {} | {} | {:.2f} | {:.2f} | {:.2f} | {:.1f}% | {:.1f}% | {:.2f} | {:.2f} | {} |\n",
                              tp * pp * dp, tp, pp, dp, b, r->tokens_per_s, r->tokens_per_s_seq, r->round_s * 1e3,

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "dist/plan.h"
 
-#include "model/shard.h"
+#include "model/llama.h"
 
 #include <algorithm>
 #include <cmath>
@@ -29,13 +29,26 @@ Result<PlanResult> plan(const PlanModel& m, const PlanMachine& hw, const PlanLay
     if (hw.mem_gbps <= 0 || hw.efficiency <= 0 || hw.int8_gops <= 0) return err("device bandwidth, efficiency and int8 rate must be positive");
     const int T = l.tp, P = l.pp;
     // The KV heads of each rank (replicated ones once per rank that holds them), as the loader cuts
-    // them at float granularity.
+    // the model (which also checks that there are enough query heads, FFN blocks and vocabulary
+    // rows for T ranks).
+    ModelConfig c;
+    c.dim = m.dim;
+    c.hidden_dim = m.hidden_dim;
+    c.n_layers = m.n_layers;
+    c.n_heads = m.n_heads;
+    c.n_kv_heads = m.n_kv_heads;
+    c.head_dim = m.dim / m.n_heads;
+    c.kv_dim = c.head_dim * m.n_kv_heads;
+    c.vocab_size = m.vocab_size;
     int kv_copies = 0;
     bool kv_replicated = false;
     for (int r = 0; r < T; ++r) {
-        PL_ASSIGN_OR_RETURN(const HeadSplit h, split_heads(m.n_heads, m.n_kv_heads, m.dim / m.n_heads, 1, T, r));
-        kv_copies += h.kv_end - h.kv_begin;
-        kv_replicated = kv_replicated || h.kv_replicated;
+        ShardSpec s;
+        s.tp_size = T;
+        s.tp_rank = r;
+        PL_ASSIGN_OR_RETURN(const ShardDims d, shard_dims(c, s, m.units));
+        kv_copies += d.n_kv_heads;
+        kv_replicated = kv_replicated || d.kv_replicated;
     }
     // One layer's weights summed over the tp group, and the KV width summed over it: the replicas'
     // attn_k and attn_v rows and KV cache counted on every rank that holds them (the whole

@@ -9,7 +9,7 @@
 //   kv       = b * ctx * (L/P) * 2 * kv_dim_T * kv_bytes                       attention reads
 // where layer_bytes_T = layer_bytes / T and kv_dim_T = kv_dim / T when the heads split in whole KV
 // groups; when they cannot (n_kv_heads < T) the query heads are split and each rank also holds
-// the KV heads its query heads read (model/shard.h, split_heads), so attn_k/attn_v rows and the
+// the KV heads its query heads read (model/shard.h, shard_dims), so attn_k/attn_v rows and the
 // KV cache count every replica: kv_dim_T = head_dim * (KV heads summed over the T ranks) / T, and
 // layer_bytes_T grows by 2 * dim * (kv_dim_T - kv_dim / T) weights.
 //   t_mem    = (weights + kv) / (bandwidth * efficiency)
@@ -28,6 +28,7 @@
 #pragma once
 
 #include "core/status.h"
+#include "model/shard.h"
 
 #include <string>
 #include <vector>
@@ -40,6 +41,7 @@ struct PlanModel {
     bool tied_embeddings = false;
     double bytes_per_weight = 0;  // of the matrices (q3.5: 3.5/8 + scales, from the type's block)
     std::string type;
+    SplitUnits units;             // column units of attn_output / ffn_down (split_units; 1 for floats)
     double layer_params() const;  // weights of one layer's seven matrices
     double head_params() const { return static_cast<double>(vocab_size) * dim; }
     double kv_dim() const { return static_cast<double>(dim) / n_heads * n_kv_heads; }
@@ -95,8 +97,8 @@ struct PlanResult {
     bool kv_replicated = false;    // the query heads are split, KV heads replicated (n_kv_heads < T)
 };
 
-// Checks the layout (degrees >= 1, the head split of split_heads() at float granularity: tp <=
-// n_heads; pp <= n_layers) and evaluates the model above.
+// Checks the layout (degrees >= 1; the tp split as the loader cuts it, shard_dims() with m.units:
+// enough query heads and FFN blocks; pp <= n_layers) and evaluates the model above.
 Result<PlanResult> plan(const PlanModel& m, const PlanMachine& hw, const PlanLayout& l);
 
 // Ring allreduce of `bytes` over `ranks` on `link`: 2 (T-1) latency + 2 (T-1)/T bytes / bw.

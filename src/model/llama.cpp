@@ -244,13 +244,17 @@ Result<ShardDims> shard_dims(const ModelConfig& c, const ShardSpec& s, const Spl
     return d;
 }
 
+int split_unit(uint32_t type) {
+    const TypeTraits* tt = type_traits(type);
+    if (!tt) return 1;
+    return static_cast<int>(tt->rotated_input ? kQ3_5Group : tt->block_elems);
+}
+
 SplitUnits split_units(const gguf::File& f, const ModelConfig& c) {
     SplitUnits u;
     auto unit = [&](const std::string& name) -> int {
         const gguf::TensorInfo* t = f.find_tensor(name);
-        const TypeTraits* tt = t ? type_traits(t->type) : nullptr;
-        if (!tt) return 1;  // missing or unknown: the binder reports it
-        return static_cast<int>(tt->rotated_input ? kQ3_5Group : tt->block_elems);
+        return t ? split_unit(t->type) : 1;  // missing or unknown: the binder reports it
     };
     for (int l = 0; l < c.n_layers; ++l) {
         u.attn_out = std::lcm(u.attn_out, unit(fmt::format("blk.{}.attn_output.weight", l)));

@@ -65,6 +65,9 @@ struct SplitUnits {
 
 // The units of the model in `f`: the lcm of each matrix's block (or q3.5 group) over all layers.
 SplitUnits split_units(const gguf::File& f, const ModelConfig& c);
+// The unit of one weight type (a ggml type id): its block, or its rotation group (q3.5); 1 for
+// float types and for ids this build does not know.
+int split_unit(uint32_t type);
 
 // The attention heads of tp rank `rank`: query heads [head_begin, head_end) and the KV heads
 // [kv_begin, kv_end) they read (GQA: query head h reads KV head h / (n_heads / n_kv_heads)).

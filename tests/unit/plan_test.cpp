@@ -14,7 +14,7 @@ using pl::dist::PlanLink;
 using pl::dist::PlanMachine;
 using pl::dist::PlanModel;
 
-PlanModel round_model() { return {"round", 1000, 2000, 10, 10, 10, 1000, false, 1.0, "x"}; }
+PlanModel round_model() { return {"round", 1000, 2000, 10, 10, 10, 1000, false, 1.0, "x", {}}; }
 
 PlanMachine round_machine() {
     PlanMachine hw;
@@ -142,6 +142,14 @@ TEST(Plan, ReplicatedKvHeadsCountOnEveryRankThatHoldsThem) {
     auto eleven = pl::dist::plan(m, round_machine(), layout(11, 1, 1));
     ASSERT_FALSE(eleven);
     EXPECT_NE(eleven.error_message().find("n_heads=10 is smaller than tp=11"), std::string::npos) << eleven.error_message();
+    // Block-quantized columns cut where the loader would: attn_output in 200-column units (two
+    // heads of 100) gives 5 units, enough for tp5, not tp6.
+    m.units = {200, 1};
+    EXPECT_TRUE(pl::dist::plan(m, round_machine(), layout(5, 1, 1)));
+    auto six = pl::dist::plan(m, round_machine(), layout(6, 1, 1));
+    ASSERT_FALSE(six);
+    EXPECT_NE(six.error_message().find("n_heads=10 in units of 2 query heads (200 attn_output columns"), std::string::npos)
+        << six.error_message();
 }
 
 TEST(Plan, RefusesWhatItCannotModel) {
