@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <span>
 #include <vector>
 
 namespace pl {
@@ -31,6 +32,19 @@ struct SchedRequest {
     std::function<void(FinishReason reason, int n_generated)> on_done;
 };
 
+// Sees every call that changes the scheduler's Session (forward steps, freed sequences) just
+// before the scheduler makes it. `parallama serve` under mpirun replays them on the session's
+// tensor-parallel peers (serve/dist_serve.h), whose forward passes join the collectives of this
+// one. Called on the scheduler's thread.
+class SessionMirror {
+public:
+    virtual ~SessionMirror() = default;
+    virtual void decode(std::span<const BatchEntry> entries) = 0;
+    virtual void seq_free(int seq) = 0;
+    // The session's last use (the server stops): the peers stop too. Called by the engine.
+    virtual void close() {}
+};
+
 struct SchedulerOptions {
     int max_queue = 64;       // waiting requests beyond this are refused
     int step_tokens = 64;     // tokens per forward step (decode tokens first, then prefill chunks)
@@ -42,9 +56,13 @@ public:
     // The session's n_seq() is the number of concurrent sequences; its KV pool bounds the tokens.
     Scheduler(Session& session, SchedulerOptions o);
 
-    // Queues a request; errors: empty prompt, max_tokens < 1, prompt + max_tokens beyond the
-    // context, more than the whole KV pool, queue full. Returns the request id.
+    // Queues a request; errors: those of check(), queue full. Returns the request id.
     Result<int64_t> submit(SchedRequest r);
+    // Whether this scheduler could take `r`: errors for an empty prompt, max_tokens < 1, a token
+    // id out of range, prompt + max_tokens beyond the context or the whole KV pool, bad sampling.
+    Status check(const SchedRequest& r) const;
+    // Not owned; null (the default): none.
+    void set_mirror(SessionMirror* m) { mirror_ = m; }
     // Cancels a queued or running request (its on_done gets Cancelled at the next step).
     void cancel(int64_t id);
     // One forward step over every running sequence; false when there was nothing to do.
@@ -72,6 +90,7 @@ private:
     int blocks_for(int tokens) const { return (tokens + Session::kKvBlock - 1) / Session::kKvBlock; }
 
     Session& session_;
+    SessionMirror* mirror_ = nullptr;
     SchedulerOptions o_;
     std::deque<std::pair<int64_t, SchedRequest>> queue_;
     std::vector<int64_t> cancel_queued_;
