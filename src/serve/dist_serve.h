@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: MIT
+// `parallama serve` under mpirun: tensor parallelism (tp) and data-parallel replicas (dp) of a
+// tp x 1 x dp grid (docs/serving.md, "Serving over MPI"). Pipeline stages are not served.
+//
+//   - World rank 0 runs the HTTP server and the engine. The engine loop runs on the thread that
+//     initialised MPI and is the only thread of the process that makes MPI calls
+//     (MPI_THREAD_FUNNELED); the HTTP server runs on other threads and only touches the engine's
+//     inbox and the request streams.
+//   - Each replica has a root, its tp rank 0 (world rank d * tp), which owns a Scheduler. Every
+//     call the scheduler makes on its Session that changes it (a forward step's entries, a
+//     sequence's freed KV blocks) is broadcast first to the replica's other tp ranks (TpMirror),
+//     which replay it on their shard (run_tp_peer): the forward pass's tp collectives (model/
+//     shard.h) then join the ranks, and every rank's paged KV cache stays in the same state.
+//   - With dp > 1, world rank 0's engine drives a ReplicaDispatcher: each request goes to the
+//     replica with the fewest unfinished requests (ties: round robin), replica 0 being rank 0's
+//     own Scheduler; the other roots (run_replica_root) run theirs and, after every step, send
+//     world rank 0 the step's tokens, finished requests and their load.
+//   - Stop: the engine's last call (close()) sends Stop to every replica root and tp peer, so
+//     every rank leaves its loop and the job ends with MPI_Finalize. Peers wait for work napping
+//     between polls (Comm::bcast_idle, Comm::recv_idle), so an idle server costs no core. A rank
+//     that dies ends the job through mpirun; MPI errors are fatal; an error inside the loops
+//     calls dist::fatal (MPI_Abort).
+#pragma once
+
+#include "core/status.h"
+#include "dist/comm.h"
+#include "serve/engine.h"
+#include "serve/scheduler.h"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+namespace pl {
+
+// A replica root's side of tensor parallelism: broadcasts each Session call to the tp peers.
+class TpMirror final : public SessionMirror {
+public:
+    explicit TpMirror(dist::Comm& tp) : tp_(tp) {}
+    void decode(std::span<const BatchEntry> entries) override;
+    void seq_free(int seq) override;
+    void close() override;  // the peers leave run_tp_peer()
+
+private:
+    dist::Comm& tp_;
+};
+
+// A tp peer (tp rank > 0): replays the root's Session calls on `session` (this rank's shard,
+// with its TensorParallelOps set) until the root closes. Collective with the root's TpMirror.
+void run_tp_peer(dist::Comm& tp, Session& session);
+
+// A replica root other than world rank 0: runs the requests world rank 0 sends on `replica`
+// (its Scheduler, mirrored to its tp peers) and reports back after every step, until Stop.
+void run_replica_root(dist::Comm& world, LocalBackend& replica);
+
+// World rank 0's engine backend with dp > 1 replicas: replica 0 is `local` (this rank's
+// Scheduler), replica d > 0 is run by world rank roots[d - 1].
+class ReplicaDispatcher final : public EngineBackend {
+public:
+    ReplicaDispatcher(dist::Comm& world, std::unique_ptr<LocalBackend> local, std::vector<int> roots);
+    Result<int64_t> submit(SchedRequest r) override;
+    // Full when even the least loaded replica already has max_queue requests beyond its slots.
+    bool queue_full(int max_queue) const override;
+    void cancel(int64_t id) override;
+    Result<bool> step(const std::function<void(int, double)>& on_step) override;
+    bool busy() const override;
+    void stats(EngineStats& s) const override;
+    void close() override;
+
+    // The replica the next request goes to: the fewest unfinished requests, ties broken round
+    // robin after the last one chosen (so that even one request at a time alternates).
+    static int pick(const std::vector<ReplicaLoad>& load, int last);
+
+    // What a replica root reports after a step (the wire header of its message).
+    struct Report {
+        int32_t queued = 0, running = 0, kv_blocks_used = 0;
+        int32_t batch = 0;  // entries of the step just run (0: none; -1: the replica stopped)
+        int64_t steps = 0;
+        double step_s = 0;
+        int32_t n_events = 0;
+    };
+
+private:
+    struct Route {
+        int replica = 0;
+        int64_t local_id = -1;  // the id in replica 0's Scheduler
+        // Remote requests: the callbacks, and whether the request was already ended here
+        // (cancelled, its client gone) while its replica still finishes it.
+        std::function<bool(int32_t)> on_token;
+        std::function<void(FinishReason, int)> on_done;
+        bool resolved = false;
+        int tokens = 0;
+    };
+    void apply(const dist::Comm::Message& m, const std::function<void(int, double)>& on_step);
+    void resolve_cancelled(int64_t id, Route& r);
+
+    dist::Comm& world_;
+    std::unique_ptr<LocalBackend> local_;
+    std::vector<int> roots_;
+    std::vector<ReplicaLoad> load_;   // per replica
+    std::vector<Report> reports_;     // per replica: the last report (replica 0: unused)
+    std::unordered_map<int64_t, Route> routes_;
+    int64_t next_id_ = 1;
+    int last_pick_ = -1;
+    int slots_ = 1;  // sequences per replica
+};
+
+}  // namespace pl
