@@ -27,34 +27,26 @@ int run_serve_dist(ServeCliOptions o) {
     // 0 they reach serve_http's signal thread (a drain, then Stop to every rank); the other ranks
     // never act on them (mpirun forwards its signals to every rank; they wait for rank 0's Stop).
     block_shutdown_signals();
-    if (Status s = dist::init_world(); !s) return fail(cmd, s);
-    dist::Comm& w = dist::world();
-    auto at = dist::place(o.parallel_layout.layout, w.size(), w.rank());
-    if (!at) return w.rank() == 0 ? fail(cmd, at.status()) : 1;  // the same answer on every rank
-    if (at->layout.pp > 1 || o.parallel_layout.micro_batches > 0) {
-        if (w.rank() == 0)
+    if (o.parallel_layout.layout.pp > 1 || o.parallel_layout.micro_batches > 0) {
+        if (dist::init_world() && dist::world().rank() == 0)
             fail(cmd, err("serve under mpirun runs --tp (tensor parallelism) and --dp (replicas), any tp x dp grid; --pp (pipeline stages) "
                           "and --micro-batches are not supported by serve (generate supports them)"));
         return 1;
     }
-    apply_threads(o.threads);
-    const int D = at->layout.dp;
-
-    auto file = gguf::File::open(o.model);
-    if (agree(cmd, file.status())) return 1;
-    auto cfg = ModelConfig::from_gguf(**file);
-    if (agree(cmd, cfg.status().with_context(o.model))) return 1;
-    if (agree(cmd, dist::validate_layout(at->layout, *cfg, split_units(**file, *cfg)).with_context(fmt::format("{} with {}", o.model, at->layout.str()))))
-        return 1;
-    dist::Grid grid = dist::Grid::create(w, *at);
-    auto model = Model::from_file(std::move(file).value(), dist::shard_of(*at, cfg->n_layers));
-    if (agree(cmd, model.status())) return 1;
+    auto shard = load_rank_shard(cmd, o.model, o.parallel_layout, o.threads);
+    if (!shard) return 1;
+    dist::Comm& w = dist::world();
+    const dist::Placement& at = shard->at;
+    dist::Grid& grid = shard->grid;
+    const Model& model = *shard->model;
+    const ModelConfig& cfg = model.config();
+    const int D = at.layout.dp;
 
     // World rank 0 alone tokenizes and formats chats.
     std::unique_ptr<Tokenizer> tok;
     Status st;
     if (w.rank() == 0) {
-        auto t = Tokenizer::from_gguf((*model)->file());
+        auto t = Tokenizer::from_gguf(model.file());
         st = t.status().with_context("tokenizer");
         if (t) {
             tok = std::move(t).value();
@@ -64,19 +56,19 @@ int run_serve_dist(ServeCliOptions o) {
     if (agree(cmd, st)) return 1;
     // Every rank of a replica makes the same KV pool (the whole model's shape decides it), each
     // holding its tp share of the heads.
-    auto plan = plan_serve_session(o, *cfg);
+    auto plan = plan_serve_session(o, cfg);
     if (agree(cmd, plan.status())) return 1;
-    auto session = make_serve_session(o, **model, *plan);
+    auto session = make_serve_session(o, model, *plan);
     if (agree(cmd, session.status())) return 1;
-    dist::MpiTensorParallel tp_ops(grid.tp, at->layout.reduce, static_cast<size_t>((*session)->n_batch()) * static_cast<size_t>(cfg->dim));
-    if (at->layout.tp > 1) (*session)->set_tensor_parallel(&tp_ops);
+    dist::MpiTensorParallel tp_ops(grid.tp, at.layout.reduce, static_cast<size_t>((*session)->n_batch()) * static_cast<size_t>(cfg.dim));
+    if (at.layout.tp > 1) (*session)->set_tensor_parallel(&tp_ops);
 
-    if (!at->replica_root()) {
+    if (!at.replica_root()) {
         run_tp_peer(grid.tp, **session);
         return 0;
     }
     std::optional<TpMirror> mirror;
-    if (at->layout.tp > 1) mirror.emplace(grid.tp);
+    if (at.layout.tp > 1) mirror.emplace(grid.tp);
     SessionMirror* m = mirror ? &*mirror : nullptr;
     SchedulerOptions so = scheduler_options(o);
     SchedulerOptions replica_so = so;
@@ -87,18 +79,18 @@ int run_serve_dist(ServeCliOptions o) {
         return 0;
     }
 
-    print_kv_line(**session, *plan, o.parallel, at->layout.tp > 1 ? fmt::format(" per replica, split over {} tp ranks", at->layout.tp) : " per replica");
+    print_kv_line(**session, *plan, o.parallel, at.layout.tp > 1 ? fmt::format(" per replica, split over {} tp ranks", at.layout.tp) : " per replica");
     std::fprintf(stderr,
                  "serve: %s on %d MPI ranks (%s): %d replica%s of %d tp rank%s, HTTP on world rank 0 (pid %d: SIGTERM it to drain and "
                  "stop every rank), requests to the least loaded replica\n",
-                 at->layout.str().c_str(), w.size(), dist::mpi_library(), D, D > 1 ? "s" : "", at->layout.tp, at->layout.tp > 1 ? "s" : "",
+                 at.layout.str().c_str(), w.size(), dist::mpi_library(), D, D > 1 ? "s" : "", at.layout.tp, at.layout.tp > 1 ? "s" : "",
                  static_cast<int>(getpid()));
     std::unique_ptr<EngineBackend> backend;
     if (D == 1) {
         backend = std::make_unique<LocalBackend>(**session, so, m);
     } else {
         std::vector<int> roots;
-        for (int d = 1; d < D; ++d) roots.push_back(at->world_rank_of(d, 0, 0));
+        for (int d = 1; d < D; ++d) roots.push_back(at.world_rank_of(d, 0, 0));
         backend = std::make_unique<ReplicaDispatcher>(w, std::make_unique<LocalBackend>(**session, replica_so, m), std::move(roots));
     }
     ServerMetrics metrics;
@@ -106,7 +98,7 @@ int run_serve_dist(ServeCliOptions o) {
     // The HTTP server on its own thread; the engine (and with it every MPI call) on this one.
     Status http_status;
     std::thread http([&] {
-        http_status = serve_http(o.http, **model, *tok, engine, metrics, plan->n_ctx);
+        http_status = serve_http(o.http, model, *tok, engine, metrics, plan->n_ctx);
         engine.shutdown(std::chrono::milliseconds(0));
     });
     engine.run();  // until shutdown; its last act tells every other rank to stop
