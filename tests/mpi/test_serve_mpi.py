@@ -55,6 +55,7 @@ def model():
     return m
 
 
+SAMPLED = {"temperature": 0.9, "seed": 1234, "top_k": 20, "top_p": 0.95, "repeat_penalty": 1.1}
 _reference = {}
 
 
@@ -214,6 +215,12 @@ def test_tp2_concurrent_requests_batch_and_stay_right(tp2, model):
     tp2.wait_idle()  # every KV block back on rank 0 (and, replayed, on rank 1)
 
 
+def test_tp2_with_rma_reductions(model):
+    with serving(model, 2, "--tp", "2", "--tp-reduce", "rma") as s:
+        for ids, n in PROMPTS[:2]:
+            assert complete(s, ids, n)["choices"][0]["text"] == reference(model, ids, n)
+
+
 def test_tp2_bad_request_gets_a_clear_error_and_the_server_lives(tp2):
     body = json.dumps({"model": "stories", "prompt": [1, 100000], "max_tokens": 4}).encode()
     req = urllib.request.Request(tp2.url + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
@@ -301,6 +308,15 @@ def test_dp2_concurrent_requests_spread_over_replicas_and_are_right(model):
             assert text == reference(model, ids, n)
         per2 = {k: v for k, v in s.metrics().items() if k.startswith("parallama_replica_requests_total")}
         assert all(per2[k] == per[k] + 1 for k in per), (per, per2)
+        # Sampling parameters travel to the remote replica intact: a seeded sampled request gives
+        # the single-process server's text on both replicas (one after the other: one each).
+        sampled = [complete(s, [1, 400], 32, **SAMPLED)["choices"][0]["text"] for _ in range(2)]
+    single = Server(model, "--parallel", "4", "--alias", "stories", env=mpi_env())
+    try:
+        want = complete(single, [1, 400], 32, **SAMPLED)["choices"][0]["text"]
+    finally:
+        assert single.stop() == 0
+    assert sampled == [want, want], (sampled, want)
 
 
 def test_tp2_dp2_on_four_ranks(model):
