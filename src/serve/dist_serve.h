@@ -18,8 +18,9 @@
 //   - Stop: the engine's last call (close()) sends Stop to every replica root and tp peer, so
 //     every rank leaves its loop and the job ends with MPI_Finalize. Peers wait for work napping
 //     between polls (Comm::bcast_idle, Comm::recv_idle), so an idle server costs no core. A rank
-//     that dies ends the job through mpirun; MPI errors are fatal; an error inside the loops
-//     calls dist::fatal (MPI_Abort).
+//     that dies ends the job through mpirun; MPI errors are fatal; a malformed message is a
+//     PL_CHECK (MPI_Abort). A forward step that fails fails alike on every tp rank (the same
+//     entries and cache): the root ends the step's requests with FinishReason::Error.
 #pragma once
 
 #include "core/status.h"
