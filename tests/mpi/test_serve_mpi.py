@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -71,7 +72,8 @@ def reference(model, ids, n):
 
 
 def start(model, np, *flags, env=None):
-    return Server(model, "--parallel", "4", "--alias", "stories", *flags, launcher=launcher(np), env=env or mpi_env())
+    slots = () if "--parallel" in flags else ("--parallel", "4")
+    return Server(model, *slots, "--alias", "stories", *flags, launcher=launcher(np), env=env or mpi_env())
 
 
 @contextlib.contextmanager
@@ -239,11 +241,14 @@ def test_tp2_sigterm_to_mpirun_ends_every_rank(tp2):
     assert any("SIGTERM" in line for line in tp2.log), "".join(tp2.log)
 
 
-def test_sigterm_to_rank0_drains_a_stream_then_every_rank_exits_cleanly(model):
-    s = start(model, 2, "--tp", "2")
+@pytest.mark.parametrize("flags", [["--tp", "2"], ["--dp", "2"]])
+def test_sigterm_to_rank0_drains_a_stream_then_every_rank_exits_cleanly(model, flags):
+    s = start(model, 2, *flags)
     pids = rank_pids(s.proc.pid)
     assert rank0_pid(s) in pids
     c = client_of(s)
+    if flags[0] == "--dp":
+        complete(s, [1], 2)  # replica 0; the stream below runs on replica 1
     got, first = {}, threading.Event()
 
     def stream():
@@ -334,6 +339,37 @@ def test_sigterm_during_a_stream_on_a_remote_replica(model):
         stream = c.completions.create(model="stories", prompt=[1], max_tokens=480, temperature=0, stream=True,
                                       extra_body={"ignore_eos": True})
         next(iter(stream))
+
+
+def test_dp2_client_leaving_a_remote_stream_frees_its_blocks_and_a_full_queue_is_429(model):
+    with serving(model, 2, "--dp", "2", "--parallel", "1", "--max-queue", "0") as s:
+        c = client_of(s)
+        complete(s, [1], 2)  # replica 0; the next request goes to replica 1
+        stream = c.completions.create(model="stories", prompt=[1], max_tokens=480, temperature=0, stream=True,
+                                      extra_body={"ignore_eos": True})
+        it = iter(stream)
+        for _ in range(3):
+            next(it)
+        stream.close()  # the client goes away mid-stream: replica 1 must cancel it and free its blocks
+        m = s.wait_idle()
+        assert m['parallama_replica_outstanding_requests{replica="1"}'] == 0, m
+        # Cancelled, not run to its end: far fewer than 480 steps in all (steps add up the replicas).
+        assert m["parallama_forward_steps_total"] < 200, m["parallama_forward_steps_total"]
+        # One slot per replica and no queue: two long streams fill both, a third request is refused.
+        streams = [c.completions.create(model="stories", prompt=[1], max_tokens=480, temperature=0, stream=True,
+                                        extra_body={"ignore_eos": True}) for _ in range(2)]
+        its = [iter(x) for x in streams]
+        for x in its:
+            next(x)
+        body = json.dumps({"model": "stories", "prompt": [1], "max_tokens": 4}).encode()
+        req = urllib.request.Request(s.url + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=60)
+        assert e.value.code == 429, e.value.read()
+        assert json.loads(e.value.read())["error"]["code"] == "queue_full"
+        for x in streams:
+            x.close()
+        s.wait_idle()
 
 
 # ---- failures -----------------------------------------------------------------------------------
