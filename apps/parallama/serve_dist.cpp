@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
-// parallama serve under mpirun: a tp x dp grid of ranks (src/serve/dist_serve.h). Every rank
-// loads its shard; world rank 0 serves HTTP and drives the engine on its main thread (the one
-// that initialised MPI, the only one making MPI calls); replica roots run a Scheduler; tp peers
-// replay their root's forward steps.
+// parallama serve under mpirun: a tp x pp x dp grid of ranks (src/serve/dist_serve.h). Every
+// rank loads its shard; world rank 0 serves HTTP and drives the engine on its main thread (the
+// one that initialised MPI, the only one making MPI calls); replica roots run a Scheduler; the
+// other ranks of a replica replay their root's forward steps on their shard.
 #include "command.h"
 #include "common.h"
 #include "serve.h"
@@ -27,10 +27,10 @@ int run_serve_dist(ServeCliOptions o) {
     // 0 they reach serve_http's signal thread (a drain, then Stop to every rank); the other ranks
     // never act on them (mpirun forwards its signals to every rank; they wait for rank 0's Stop).
     block_shutdown_signals();
-    if (o.parallel_layout.layout.pp > 1 || o.parallel_layout.micro_batches > 0) {
+    if (o.parallel_layout.micro_batches > 0) {
         if (dist::init_world() && dist::world().rank() == 0)
-            fail(cmd, err("serve under mpirun runs --tp (tensor parallelism) and --dp (replicas), any tp x dp grid; --pp (pipeline stages) "
-                          "and --micro-batches are not supported by serve (generate supports them)"));
+            fail(cmd, err("--micro-batches is not supported by serve (its steps go through the pipeline stages one at a time); "
+                          "generate supports it"));
         return 1;
     }
     auto shard = load_rank_shard(cmd, o.model, o.parallel_layout, o.threads);
@@ -64,12 +64,12 @@ int run_serve_dist(ServeCliOptions o) {
     if (at.layout.tp > 1) (*session)->set_tensor_parallel(&tp_ops);
 
     if (!at.replica_root()) {
-        run_tp_peer(grid.tp, **session);
+        run_replica_peer(grid, **session);
         return 0;
     }
-    std::optional<TpMirror> mirror;
-    if (at.layout.tp > 1) mirror.emplace(grid.tp);
-    SessionMirror* m = mirror ? &*mirror : nullptr;
+    std::optional<ReplicaGroup> group;
+    if (at.layout.tp > 1 || at.layout.pp > 1) group.emplace(grid, **session);
+    SessionGroup* m = group ? &*group : nullptr;
     SchedulerOptions so = scheduler_options(o);
     SchedulerOptions replica_so = so;
     replica_so.max_queue = INT_MAX;  // with replicas, world rank 0 applies --max-queue
@@ -79,12 +79,14 @@ int run_serve_dist(ServeCliOptions o) {
         return 0;
     }
 
-    print_kv_line(**session, *plan, o.parallel, at.layout.tp > 1 ? fmt::format(" per replica, split over {} tp ranks", at.layout.tp) : " per replica");
+    const int replica_ranks = at.layout.tp * at.layout.pp;
+    print_kv_line(**session, *plan, o.parallel,
+                  replica_ranks > 1 ? fmt::format(" per replica, split over its {} ranks (heads over tp, layers over pp)", replica_ranks) : " per replica");
     std::fprintf(stderr,
-                 "serve: %s on %d MPI ranks (%s): %d replica%s of %d tp rank%s, HTTP on world rank 0 (pid %d: SIGTERM it to drain and "
-                 "stop every rank), requests to the least loaded replica\n",
+                 "serve: %s on %d MPI ranks (%s): %d replica%s of %d tp rank%s x %d stage%s, HTTP on world rank 0 (pid %d: SIGTERM it to "
+                 "drain and stop every rank), requests to the least loaded replica\n",
                  at.layout.str().c_str(), w.size(), dist::mpi_library(), D, D > 1 ? "s" : "", at.layout.tp, at.layout.tp > 1 ? "s" : "",
-                 static_cast<int>(getpid()));
+                 at.layout.pp, at.layout.pp > 1 ? "s" : "", static_cast<int>(getpid()));
     std::unique_ptr<EngineBackend> backend;
     if (D == 1) {
         backend = std::make_unique<LocalBackend>(**session, so, m);

@@ -16,12 +16,15 @@ namespace {
 constexpr int kTagToReplica = 11;    // world rank 0 -> replica root: Request, Cancel, Stop (one tag: kept in order)
 constexpr int kTagFromReplica = 12;  // replica root -> world rank 0: a Report and its events
 
-// A tp root's Session call, broadcast to its peers; the entries follow a Decode.
+// A replica root's Session call as its peers get it: broadcast to stage 0's tp peers (kTpOp),
+// passed from stage to stage with the entries and hidden states (kTagStage).
 enum class TpOp : int32_t { Decode, Free, Stop };
 struct TpHeader {
     TpOp op = TpOp::Stop;
     int32_t arg = 0;  // Decode: entries; Free: the sequence
 };
+constexpr int kTagStage = 13;   // on the pp communicator: stage s -> s + 1
+constexpr int kTagLogits = 14;  // on the pp communicator: the last stage's tp rank 0 -> the root
 
 enum class ToReplica : int32_t { Request, Cancel, Stop };
 struct Event {
@@ -81,43 +84,117 @@ private:
 };
 
 static_assert(std::is_trivially_copyable_v<SamplingParams>, "SamplingParams travels as bytes");
+static_assert(std::is_trivially_copyable_v<BatchEntry>, "BatchEntry travels as bytes");
 
 void send_tp(dist::Comm& tp, TpHeader h) { tp.bcast_idle(&h, sizeof h, 0); }
 
-}  // namespace
-
-// ---- tensor parallelism inside a replica ---------------------------------------------------------
-
-void TpMirror::decode(std::span<const BatchEntry> entries) {
-    send_tp(tp_, {TpOp::Decode, static_cast<int32_t>(entries.size())});
-    tp_.bcast(const_cast<BatchEntry*>(entries.data()), entries.size() * sizeof(BatchEntry), 0);
+// To the same tp rank of the next stage: the header, then for a Decode the entries and their
+// hidden states (entries x dim floats).
+void send_stage(dist::Grid& g, TpHeader h, std::span<const BatchEntry> e = {}, const float* x = nullptr, size_t nx = 0) {
+    if (g.at.last_stage()) return;
+    Writer out;
+    out.put(h);
+    for (const BatchEntry& b : e) out.put(b);
+    auto& bytes = out.bytes();
+    const auto* px = reinterpret_cast<const uint8_t*>(x);
+    if (nx) bytes.insert(bytes.end(), px, px + nx * sizeof(float));
+    g.pp.send(bytes.data(), bytes.size(), g.at.pp_rank + 1, kTagStage);
 }
 
-void TpMirror::seq_free(int seq) { send_tp(tp_, {TpOp::Free, seq}); }
+size_t logit_rows(std::span<const BatchEntry> e) {
+    return static_cast<size_t>(std::count_if(e.begin(), e.end(), [](const BatchEntry& x) { return x.logits; }));
+}
 
-void TpMirror::close() { send_tp(tp_, {TpOp::Stop, 0}); }
+}  // namespace
 
-void run_tp_peer(dist::Comm& tp, Session& session) {
-    const int world_rank = dist::world().rank();
-    const bool fault = dist::is_fault_rank(world_rank);
-    const size_t vocab = static_cast<size_t>(session.config().vocab_size);
+// ---- the ranks of one replica ----------------------------------------------------------------------
+
+ReplicaGroup::ReplicaGroup(dist::Grid& grid, Session& session) : g_(grid), s_(session) {}
+
+Status ReplicaGroup::decode(std::span<const BatchEntry> entries, float* logits_out) {
+    const int32_t n = static_cast<int32_t>(entries.size());
+    if (g_.at.layout.tp > 1) {
+        send_tp(g_.tp, {TpOp::Decode, n});
+        g_.tp.bcast(const_cast<BatchEntry*>(entries.data()), entries.size() * sizeof(BatchEntry), 0);
+    }
+    if (g_.at.layout.pp == 1) return s_.decode(entries, logits_out);
+    // The stage-0 tp peers fail alike (same entries, same cache) and pass nothing on either.
+    const size_t dim = static_cast<size_t>(s_.config().dim);
+    hidden_.resize(entries.size() * dim);
+    PL_TRY(s_.decode_stage(entries, nullptr, hidden_.data()));
+    send_stage(g_, {TpOp::Decode, n}, entries, hidden_.data(), hidden_.size());
+    const dist::Comm::Message m = g_.pp.recv_idle(g_.at.layout.pp - 1, kTagLogits);
+    const size_t want = logit_rows(entries) * static_cast<size_t>(s_.config().vocab_size) * sizeof(float);
+    PL_CHECK(m.bytes.size() == want, "logits of {} bytes from the last stage, {} expected", m.bytes.size(), want);
+    if (want) std::memcpy(logits_out, m.bytes.data(), want);
+    return Status::ok();
+}
+
+void ReplicaGroup::seq_free(int seq) {
+    if (g_.at.layout.tp > 1) send_tp(g_.tp, {TpOp::Free, seq});
+    send_stage(g_, {TpOp::Free, seq});
+    s_.seq_free(seq);
+}
+
+void ReplicaGroup::close() {
+    if (g_.at.layout.tp > 1) send_tp(g_.tp, {TpOp::Stop, 0});
+    send_stage(g_, {TpOp::Stop, 0});
+    g_.pp.wait_sends();
+}
+
+void run_replica_peer(dist::Grid& g, Session& session) {
+    const dist::Placement& at = g.at;
+    const bool fault = dist::is_fault_rank(at.world_rank);
+    const size_t dim = static_cast<size_t>(session.config().dim), vocab = static_cast<size_t>(session.config().vocab_size);
     std::vector<BatchEntry> entries;
-    std::vector<float> logits;  // (rows with logits, vocab): the forward pass needs somewhere to put them
+    std::vector<float> out;  // (entries, dim) hidden states, or (rows with logits, vocab) on the last stage
     for (;;) {
         TpHeader h;
-        tp.bcast_idle(&h, sizeof h, 0);
-        switch (h.op) {
-            case TpOp::Stop: return;
-            case TpOp::Free: session.seq_free(h.arg); break;
-            case TpOp::Decode: {
+        dist::Comm::Message msg;
+        const float* x_in = nullptr;
+        if (at.pp_rank == 0) {  // a tp peer of the root
+            g.tp.bcast_idle(&h, sizeof h, 0);
+            if (h.op == TpOp::Decode) {
                 entries.resize(static_cast<size_t>(h.arg));
-                tp.bcast(entries.data(), entries.size() * sizeof(BatchEntry), 0);
-                const size_t rows = static_cast<size_t>(std::count_if(entries.begin(), entries.end(), [](const BatchEntry& e) { return e.logits; }));
-                logits.resize(std::max<size_t>(1, rows) * vocab);
-                // The root's decode() sees the same entries and the same cache, so it fails alike
-                // (before any collective) and reports it; nothing to do here.
-                if (Status st = session.decode(entries, logits.data()); !st) PL_LOG_DEBUG("serve: tp peer: step refused: {}", st.message());
-                if (fault) dist::fault_exit(world_rank);
+                g.tp.bcast(entries.data(), entries.size() * sizeof(BatchEntry), 0);
+            }
+        } else {
+            msg = g.pp.recv_idle(at.pp_rank - 1, kTagStage);
+            Reader in(msg.bytes);
+            h = in.get<TpHeader>();
+            if (h.op == TpOp::Decode) {
+                entries.resize(static_cast<size_t>(h.arg));
+                for (BatchEntry& e : entries) e = in.get<BatchEntry>();
+                const size_t at_x = sizeof h + entries.size() * sizeof(BatchEntry);
+                PL_CHECK(msg.bytes.size() == at_x + entries.size() * dim * sizeof(float), "stage message of {} bytes for {} entries",
+                         msg.bytes.size(), entries.size());
+                x_in = reinterpret_cast<const float*>(msg.bytes.data() + at_x);
+            }
+        }
+        switch (h.op) {
+            case TpOp::Stop:
+                send_stage(g, h);
+                g.pp.wait_sends();
+                return;
+            case TpOp::Free:
+                session.seq_free(h.arg);
+                send_stage(g, h);
+                break;
+            case TpOp::Decode: {
+                const size_t rows = logit_rows(entries);
+                out.resize(at.last_stage() ? std::max<size_t>(1, rows) * vocab : entries.size() * dim);
+                if (Status st = session.decode_stage(entries, x_in, out.data()); !st) {
+                    // On stage 0 the root failed alike and reports it; a later stage cannot fail
+                    // where stage 0 did not (the same entries, the same cache): a bug, end the job.
+                    if (at.pp_rank > 0) dist::fatal(st);
+                    PL_LOG_DEBUG("serve: replica peer: step refused: {}", st.message());
+                    break;
+                }
+                if (fault) dist::fault_exit(at.world_rank);
+                if (!at.last_stage())
+                    send_stage(g, h, entries, out.data(), entries.size() * dim);
+                else if (at.tp_rank == 0 && at.layout.pp > 1)
+                    g.pp.send(out.data(), rows * vocab * sizeof(float), 0, kTagLogits);
                 break;
             }
         }

@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: MIT
-// `parallama serve` under mpirun: tensor parallelism (tp) and data-parallel replicas (dp) of a
-// tp x 1 x dp grid (docs/serving.md, "Serving over MPI"). Pipeline stages are not served.
+// `parallama serve` under mpirun: tensor parallelism (tp), pipeline stages (pp) and data-parallel
+// replicas (dp), any tp x pp x dp grid (docs/serving.md, "Serving over MPI").
 //
 //   - World rank 0 runs the HTTP server and the engine. The engine loop runs on the thread that
 //     initialised MPI and is the only thread of the process that makes MPI calls
 //     (MPI_THREAD_FUNNELED); the HTTP server runs on other threads and only touches the engine's
 //     inbox and the request streams.
-//   - Each replica has a root, its tp rank 0 (world rank d * tp), which owns a Scheduler. Every
-//     call the scheduler makes on its Session that changes it (a forward step's entries, a
-//     sequence's freed KV blocks) is broadcast first to the replica's other tp ranks (TpMirror),
-//     which replay it on their shard (run_tp_peer): the forward pass's tp collectives (model/
-//     shard.h) then join the ranks, and every rank's paged KV cache stays in the same state.
+//   - Each replica has a root, tp rank 0 of stage 0 (world rank d * tp * pp), which owns a
+//     Scheduler. Every call the scheduler makes on its Session that changes it (a forward step's
+//     entries, a sequence's freed KV blocks) goes to the replica's other ranks (ReplicaGroup):
+//     broadcast to stage 0's tp peers, then down the pipeline stage by stage with the hidden
+//     states; the peers replay it on their shard (run_replica_peer). The forward pass's tp
+//     collectives (model/shard.h) join each stage's ranks, every rank's paged KV cache stays in
+//     the same state, and the last stage sends the logits back to the root.
 //   - With dp > 1, world rank 0's engine drives a ReplicaDispatcher: each request goes to the
 //     replica with the fewest unfinished requests (ties: round robin), replica 0 being rank 0's
 //     own Scheduler; the other roots (run_replica_root) run theirs and, after every step, send
@@ -25,6 +27,7 @@
 
 #include "core/status.h"
 #include "dist/comm.h"
+#include "dist/topology.h"
 #include "serve/engine.h"
 #include "serve/scheduler.h"
 
@@ -36,24 +39,31 @@
 
 namespace pl {
 
-// A replica root's side of tensor parallelism: broadcasts each Session call to the tp peers.
-class TpMirror final : public SessionMirror {
+// A replica root's SessionGroup: every call goes first to the root's stage-0 tp peers (a
+// broadcast); with pipeline stages, each stage-0 rank then hands (entries, hidden states) to the
+// same tp rank of the next stage, and so on, and the last stage's tp rank 0 sends the logits
+// back to the root. One step is in flight at a time (pipeline stages split the model's memory;
+// they do not overlap steps here).
+class ReplicaGroup final : public SessionGroup {
 public:
-    explicit TpMirror(dist::Comm& tp) : tp_(tp) {}
-    void decode(std::span<const BatchEntry> entries) override;
+    ReplicaGroup(dist::Grid& grid, Session& session);
+    Status decode(std::span<const BatchEntry> entries, float* logits_out) override;
     void seq_free(int seq) override;
-    void close() override;  // the peers leave run_tp_peer()
+    void close() override;  // every other rank of the replica leaves run_replica_peer()
 
 private:
-    dist::Comm& tp_;
+    dist::Grid& g_;
+    Session& s_;
+    std::vector<float> hidden_;  // (entries, dim) after stage 0's layers
 };
 
-// A tp peer (tp rank > 0): replays the root's Session calls on `session` (this rank's shard,
-// with its TensorParallelOps set) until the root closes. Collective with the root's TpMirror.
-void run_tp_peer(dist::Comm& tp, Session& session);
+// Every rank of a replica but its root (tp rank > 0 of stage 0, any rank of a later stage): runs
+// the root's Session calls on `session` (this rank's shard, with its TensorParallelOps set) and
+// passes them down the pipeline, until the root closes. Collective with the root's ReplicaGroup.
+void run_replica_peer(dist::Grid& grid, Session& session);
 
 // A replica root other than world rank 0: runs the requests world rank 0 sends on `replica`
-// (its Scheduler, mirrored to its tp peers) and reports back after every step, until Stop.
+// (its Scheduler, over its ReplicaGroup) and reports back after every step, until Stop.
 void run_replica_root(dist::Comm& world, LocalBackend& replica);
 
 // World rank 0's engine backend with dp > 1 replicas: replica 0 is `local` (this rank's

@@ -26,9 +26,9 @@ void RequestStream::push(StreamEvent e) {
     cv_.notify_all();
 }
 
-LocalBackend::LocalBackend(Session& session, SchedulerOptions o, SessionMirror* mirror)
-    : session_(session), sched_(session, o), mirror_(mirror) {
-    sched_.set_mirror(mirror);
+LocalBackend::LocalBackend(Session& session, SchedulerOptions o, SessionGroup* group)
+    : session_(session), sched_(session, o), group_(group) {
+    sched_.set_group(group);
 }
 
 Result<bool> LocalBackend::step(const std::function<void(int, double)>& on_step) {
@@ -50,7 +50,7 @@ void LocalBackend::stats(EngineStats& s) const {
 }
 
 void LocalBackend::close() {
-    if (mirror_) mirror_->close();
+    if (group_) group_->close();
 }
 
 Engine::Engine(Session& session, SchedulerOptions o, std::function<void(int, double)> on_step)

@@ -96,11 +96,11 @@ public:
     virtual void close() {}
 };
 
-// The one-replica backend: a Scheduler over `session`; with a mirror (serve --tp under mpirun)
-// every forward step is replayed on the tensor-parallel peers.
+// The one-replica backend: a Scheduler over `session`; with a group (serve under mpirun) every
+// forward step runs on all the ranks of the replica.
 class LocalBackend final : public EngineBackend {
 public:
-    LocalBackend(Session& session, SchedulerOptions o, SessionMirror* mirror = nullptr);
+    LocalBackend(Session& session, SchedulerOptions o, SessionGroup* group = nullptr);
     Result<int64_t> submit(SchedRequest r) override { return sched_.submit(std::move(r)); }
     bool queue_full(int max_queue) const override { return sched_.queued() >= max_queue; }
     void cancel(int64_t id) override { sched_.cancel(id); }
@@ -113,7 +113,7 @@ public:
 private:
     Session& session_;
     Scheduler sched_;
-    SessionMirror* mirror_;
+    SessionGroup* group_;
 };
 
 enum class SubmitError { None, QueueFull, ShuttingDown, Invalid };

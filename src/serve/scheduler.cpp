@@ -61,8 +61,10 @@ void Scheduler::cancel(int64_t id) {
 
 void Scheduler::finish(Seq& s, FinishReason why) {
     const int slot = static_cast<int>(&s - seqs_.data());
-    if (mirror_) mirror_->seq_free(slot);
-    session_.seq_free(slot);
+    if (group_)
+        group_->seq_free(slot);
+    else
+        session_.seq_free(slot);
     promised_ -= s.reserved_blocks;
     s.active = false;
     if (s.req.on_done) s.req.on_done(why, s.generated);
@@ -129,8 +131,7 @@ Result<bool> Scheduler::step() {
     if (entries.empty()) return false;
     // decode() lists logits in entry order, which is the order `owners` was built in.
     logits_.resize(owners.size() * static_cast<size_t>(vocab));
-    if (mirror_) mirror_->decode(entries);
-    if (Status st = session_.decode(entries, logits_.data()); !st) {
+    if (Status st = group_ ? group_->decode(entries, logits_.data()) : session_.decode(entries, logits_.data()); !st) {
         for (Seq& s : seqs_)
             if (s.active) finish(s, FinishReason::Error);
         return st;

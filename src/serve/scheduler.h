@@ -32,16 +32,19 @@ struct SchedRequest {
     std::function<void(FinishReason reason, int n_generated)> on_done;
 };
 
-// Sees every call that changes the scheduler's Session (forward steps, freed sequences) just
-// before the scheduler makes it. `parallama serve` under mpirun replays them on the session's
-// tensor-parallel peers (serve/dist_serve.h), whose forward passes join the collectives of this
-// one. Called on the scheduler's thread.
-class SessionMirror {
+// The scheduler's Session when it is one part of a distributed model (serve under mpirun,
+// serve/dist_serve.h): the calls that change the session go here instead, and run on every rank
+// that holds a part of the model (tensor-parallel peers, pipeline stages), so that the forward
+// pass's collectives join them and every part's KV cache stays in the same state. Called on the
+// scheduler's thread.
+class SessionGroup {
 public:
-    virtual ~SessionMirror() = default;
-    virtual void decode(std::span<const BatchEntry> entries) = 0;
+    virtual ~SessionGroup() = default;
+    // Session::decode() over the whole group; the logits come back here.
+    virtual Status decode(std::span<const BatchEntry> entries, float* logits_out) = 0;
+    // Session::seq_free() on every part.
     virtual void seq_free(int seq) = 0;
-    // The session's last use (the server stops): the peers stop too. Called by the engine.
+    // The group's last use (the server stops): the other ranks stop too. Called by the engine.
     virtual void close() {}
 };
 
@@ -61,8 +64,8 @@ public:
     // Whether this scheduler could take `r`: errors for an empty prompt, max_tokens < 1, a token
     // id out of range, prompt + max_tokens beyond the context or the whole KV pool, bad sampling.
     Status check(const SchedRequest& r) const;
-    // Not owned; null (the default): none.
-    void set_mirror(SessionMirror* m) { mirror_ = m; }
+    // Not owned; null (the default): the Session alone.
+    void set_group(SessionGroup* g) { group_ = g; }
     // Cancels a queued or running request (its on_done gets Cancelled at the next step).
     void cancel(int64_t id);
     // One forward step over every running sequence; false when there was nothing to do.
@@ -90,7 +93,7 @@ private:
     int blocks_for(int tokens) const { return (tokens + Session::kKvBlock - 1) / Session::kKvBlock; }
 
     Session& session_;
-    SessionMirror* mirror_ = nullptr;
+    SessionGroup* group_ = nullptr;
     SchedulerOptions o_;
     std::deque<std::pair<int64_t, SchedRequest>> queue_;
     std::vector<int64_t> cancel_queued_;
