@@ -17,12 +17,13 @@
 //     replica with the fewest unfinished requests (ties: round robin), replica 0 being rank 0's
 //     own Scheduler; the other roots (run_replica_root) run theirs and, after every step, send
 //     world rank 0 the step's tokens, finished requests and their load.
-//   - Stop: the engine's last call (close()) sends Stop to every replica root and tp peer, so
-//     every rank leaves its loop and the job ends with MPI_Finalize. Peers wait for work napping
+//   - Stop: the engine's last call (close()) sends Stop to every replica root, and each root to
+//     its replica's other ranks (the same way as a step), so every rank leaves its loop and the job ends with MPI_Finalize. Peers wait for work napping
 //     between polls (Comm::bcast_idle, Comm::recv_idle), so an idle server costs no core. A rank
 //     that dies ends the job through mpirun; MPI errors are fatal; a malformed message is a
-//     PL_CHECK (MPI_Abort). A forward step that fails fails alike on every tp rank (the same
-//     entries and cache): the root ends the step's requests with FinishReason::Error.
+//     PL_CHECK (MPI_Abort). A forward step that fails fails alike on every rank of a replica
+//     (the same entries and cache): the root ends the step's requests with FinishReason::Error
+//     (a later stage failing where stage 0 did not would be a bug: dist::fatal ends the job).
 #pragma once
 
 #include "core/status.h"
