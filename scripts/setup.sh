@@ -15,7 +15,7 @@ done
 
 pkgs=(build-essential cmake ninja-build pkg-config g++ libgtest-dev libgmock-dev libbenchmark-dev
       libfmt-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libpcre2-dev python3 python3-pip
-      gnuplot-nox openmpi-bin libopenmpi-dev)
+      gnuplot-nox openmpi-bin libopenmpi-dev iproute2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

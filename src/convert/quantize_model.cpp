@@ -134,6 +134,7 @@ uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 struct Plan {
     const gguf::TensorInfo* src = nullptr;
     const float* importance = nullptr;  // ne[0] weights or nullptr
+    const std::vector<float>* covariance = nullptr;  // q3.5: per 256-group activation covariance (GPTQ)
     TensorReport* report = nullptr;
 };
 
@@ -167,6 +168,8 @@ Status convert_tensor(const Plan& p, std::span<uint8_t> out, bool stats) {
     double num = 0.0, den = 0.0;
     int64_t saturated = 0;  // q3.5 sub-blocks whose rotated values exceed the largest scale
     const bool is_q3_5 = r.dst_type == kQ3_5TypeId;
+    std::vector<std::vector<float>> gptq;  // q3.5 with covariances: one factor per full group
+    if (is_q3_5 && p.covariance) gptq = q3_5_gptq_factors(p.covariance->data(), cols / kImatrixCovGroup);
 #pragma omp parallel num_threads(n_threads) reduction(+ : num, den, saturated)
     {
         float* row = scratch.data() + per_thread * static_cast<size_t>(omp_get_thread_num());
@@ -175,7 +178,8 @@ Status convert_tensor(const Plan& p, std::span<uint8_t> out, bool stats) {
         for (int64_t i = 0; i < rows; ++i) {
             uint8_t* dst = out.data() + *dst_rb * static_cast<size_t>(i);
             src_tt->dequantize_row(t.data + *src_rb * static_cast<size_t>(i), row, cols);
-            quantize(row, dst, cols, imp);
+            if (!gptq.empty()) quantize_row_q3_5_gptq(row, dst, cols, gptq);
+            else quantize(row, dst, cols, imp);
             if (is_q3_5) saturated += q3_5_saturated_subblocks(row, cols);
             if (stats) {
                 dst_tt->dequantize_row(dst, back, cols);
@@ -337,6 +341,13 @@ Result<QuantizeReport> quantize_model(const QuantizeOptions& o) {
                 if (*v && uses_importance(r.dst_type)) {
                     p.importance = (*v)->data();
                     r.importance = true;
+                }
+                if (auto c = imatrix->cov.find(t.name); c != imatrix->cov.end() && r.dst_type == kQ3_5TypeId) {
+                    const size_t want = static_cast<size_t>(t.ne[0] / kImatrixCovGroup) * kImatrixCovGroup * kImatrixCovGroup;
+                    if (c->second.size() != want)
+                        return err("imatrix covariance for '{}' has {} values, the tensor's rows need {}", t.name, c->second.size(), want)
+                            .with_context(o.imatrix);
+                    p.covariance = &c->second;
                 }
             }
         }

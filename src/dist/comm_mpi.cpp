@@ -14,6 +14,7 @@
 #include <chrono>
 #include <climits>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <thread>
@@ -119,7 +120,22 @@ void Comm::allreduce_sum_rma(float* x, size_t n, size_t max_n) {
     if (impl_->win == MPI_WIN_NULL || impl_->win_n < max_n) {
         if (impl_->win != MPI_WIN_NULL) MPI_Win_free(&impl_->win);
         const MPI_Aint bytes = static_cast<MPI_Aint>(max_n * sizeof(float) * static_cast<size_t>(size_));
-        MPI_Win_allocate(bytes, sizeof(float), MPI_INFO_NULL, impl_->comm, &impl_->win_base, &impl_->win);
+        // Some transports cannot host a window (Open MPI 4.1's default osc/rdma over the TCP BTL
+        // fails with MPI_ERR_WIN instead of falling back): say what to do instead of dying in MPI.
+        MPI_Comm_set_errhandler(impl_->comm, MPI_ERRORS_RETURN);
+        const int rc = MPI_Win_allocate(bytes, sizeof(float), MPI_INFO_NULL, impl_->comm, &impl_->win_base, &impl_->win);
+        MPI_Comm_set_errhandler(impl_->comm, MPI_ERRORS_ARE_FATAL);
+        if (rc != MPI_SUCCESS) {
+            char msg[MPI_MAX_ERROR_STRING];
+            int len = 0;
+            MPI_Error_string(rc, msg, &len);
+            std::fprintf(stderr,
+                         "parallama: error: rank %d: --tp-reduce rma: MPI_Win_allocate failed (%.*s): this MPI cannot create "
+                         "an RMA window over the transport in use; with Open MPI over TCP select the point-to-point "
+                         "window component (mpirun --mca osc pt2pt), or use --tp-reduce allreduce\n",
+                         rank_, len, msg);
+            abort_world(1);
+        }
         impl_->win_n = max_n;
     }
     Timed t(stats_, n * sizeof(float) * static_cast<size_t>(size_ - 1));

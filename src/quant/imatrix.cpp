@@ -85,6 +85,24 @@ Result<Imatrix> load_imatrix(const std::string& path) {
                 return ctx(err("tensor '{}' column {} holds {}, expected a finite value >= 0", t.name, j, v[j]));
         m.data.emplace(weight, std::move(v));
     }
+    const std::string cov_suffix = kImatrixCovSuffix;
+    constexpr int64_t G = kImatrixCovGroup;
+    for (const gguf::TensorInfo& t : f.tensors()) {
+        if (!ends_with(t.name, cov_suffix)) continue;
+        const std::string weight = t.name.substr(0, t.name.size() - cov_suffix.size());
+        const std::vector<float>* diag = m.find(weight);
+        if (!diag) return ctx(err("tensor '{}' has no '{}{}' beside it", t.name, weight, suffix));
+        if (t.type != static_cast<uint32_t>(GgmlType::F32))
+            return ctx(err("tensor '{}' has type {}, expected f32", t.name, type_name(t.type)));
+        const int64_t groups = static_cast<int64_t>(diag->size()) / G;
+        if (t.ne.size() != 3 || t.ne[0] != G || t.ne[1] != G || t.ne[2] != groups)
+            return ctx(err("tensor '{}' must have shape [{}, {}, {}] (the full 256-column groups of {} columns)", t.name, G, G,
+                           groups, diag->size()));
+        std::vector<float> v = read_f32(t);
+        for (size_t j = 0; j < v.size(); ++j)
+            if (!std::isfinite(v[j])) return ctx(err("tensor '{}' element {} holds {}", t.name, j, v[j]));
+        m.cov.emplace(weight, std::move(v));
+    }
     if (m.data.empty()) return ctx(err("no '*{}' tensors: not an importance matrix", suffix));
     return m;
 }
@@ -99,6 +117,11 @@ Status save_imatrix(const Imatrix& m, const std::string& path) {
     for (const auto& [name, v] : m.data) {
         if (v.empty()) return err("imatrix entry '{}' is empty", name);
         w.add_tensor_data(name + kImatrixSuffix, static_cast<uint32_t>(GgmlType::F32), {static_cast<int64_t>(v.size())},
+                          std::span(reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float)));
+    }
+    for (const auto& [name, v] : m.cov) {
+        const int64_t groups = static_cast<int64_t>(v.size()) / (kImatrixCovGroup * kImatrixCovGroup);
+        w.add_tensor_data(name + kImatrixCovSuffix, static_cast<uint32_t>(GgmlType::F32), {kImatrixCovGroup, kImatrixCovGroup, groups},
                           std::span(reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float)));
     }
     return w.write(path);

@@ -9,6 +9,9 @@
 //   metadata  general.type = "imatrix"
 //             imatrix.chunk_count (u32), imatrix.chunk_size (u32, tokens per chunk),
 //             imatrix.dataset (string, the calibration text's file name), imatrix.token_count (u64)
+//   optional  "<weight name>.in_cov"  F32, ne = [256, 256, groups]: per full 256-column group g of
+//             the rows, the mean of x x^T over the group's inputs (`imatrix --covariance`; the q3.5
+//             quantizer then runs GPTQ with this Hessian, quant/q3_5.h)
 // The reader also accepts llama.cpp's GGUF imatrix files (ne = [cols, 1] sums with a
 // "<weight name>.counts" F32 tensor of ne = [1] or [1, 1]: the sums are divided by the count) and
 // ignores tensors with other suffixes.
@@ -26,6 +29,8 @@ namespace pl {
 struct Imatrix {
     // weight tensor name ("blk.0.attn_q.weight") -> (cols) mean squared activation per input column
     std::map<std::string, std::vector<float>> data;
+    // weight tensor name -> (groups x 256 x 256) mean x x^T per full 256-column group (optional)
+    std::map<std::string, std::vector<float>> cov;
     std::string dataset;       // imatrix.dataset ("" when absent)
     uint32_t chunk_count = 0;  // imatrix.chunk_count (0 when absent)
     uint32_t chunk_size = 0;   // imatrix.chunk_size
@@ -39,6 +44,8 @@ struct Imatrix {
 };
 
 inline constexpr const char* kImatrixSuffix = ".in_sum2";
+inline constexpr const char* kImatrixCovSuffix = ".in_cov";
+inline constexpr int kImatrixCovGroup = 256;
 
 // Reads and validates an imatrix GGUF: every "*.in_sum2" tensor is F32 with ne = [cols] (or
 // [cols, 1]) and holds finite values >= 0; metadata keys, when present, have the types above.

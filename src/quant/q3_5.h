@@ -33,6 +33,7 @@
 
 #include <bit>
 #include <cstdint>
+#include <vector>
 
 namespace pl {
 
@@ -85,6 +86,14 @@ void quantize_row_q3_5(const float* x, void* dst, int64_t n);
 // With an importance vector over the row's columns (imatrix; null = the plain quantizer): the same
 // scales, then GPTQ-style rounding with error feedback in the rotated domain (quant/ref/q3_5_gptq.cpp).
 void quantize_row_q3_5_imp(const float* x, void* dst, int64_t n, const float* imp);
+// GPTQ proper (an imatrix with activation covariances, `imatrix --covariance`): cov holds, per
+// full group g of a row, C_g = E[x x^T] of the group's 256 inputs (row-major 256 x 256, original
+// domain); the factor of group g is the upper Cholesky factor of (R C_g R^T + damping)^-1, empty
+// for a group never observed (trace 0). Computed once per tensor, shared by its rows.
+std::vector<std::vector<float>> q3_5_gptq_factors(const float* cov, int64_t n_groups);
+// The plain quantizer's scales, then every full group with a factor rounded with error feedback
+// through it (groups without one, and the tail, stay plain).
+void quantize_row_q3_5_gptq(const float* x, void* dst, int64_t n, const std::vector<std::vector<float>>& factors);
 
 // Internals shared by the reference and the SIMD quantizers (kernels/cpu/x86/avx512/).
 inline constexpr float kQ3_5Thresholds[3] = {0.5f * (14 + 44), 0.5f * (44 + 78), 0.5f * (78 + 127)};

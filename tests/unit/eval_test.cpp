@@ -183,6 +183,38 @@ TEST(EvalImatrix, CollectorMeansHandMade) {
     EXPECT_EQ(m.dataset, "t.txt");
 }
 
+// --covariance: per full 256-column group the mean of x x^T, equal to a direct double sum (across
+// the collector's batching: 70 inputs are more than two batches of 32); columns past the last full
+// group (here 64) have none.
+TEST(EvalImatrix, CollectorCovarianceMatchesDirectSum) {
+    WeightView w;
+    w.name = "blk.0.ffn_down.weight";
+    w.cols = 2 * 256 + 64;
+    ImatrixCollector c(/*covariance=*/true);
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<std::vector<float>> xs(70, std::vector<float>(static_cast<size_t>(w.cols)));
+    for (auto& x : xs) {
+        for (auto& v : x) v = nd(rng);
+        c.observe(w, x.data());
+    }
+    const Imatrix m = c.result("t.txt", 1, 70, 70);
+    ASSERT_EQ(m.cov.count(w.name), 1u);
+    const std::vector<float>& cov = m.cov.at(w.name);
+    ASSERT_EQ(cov.size(), 2u * 256 * 256);
+    for (int g = 0; g < 2; ++g)
+        for (int i : {0, 17, 255})
+            for (int j : {0, 3, 200, 255}) {
+                double s = 0;
+                for (const auto& x : xs) s += static_cast<double>(x[g * 256 + i]) * x[g * 256 + j];
+                EXPECT_NEAR(cov[(static_cast<size_t>(g) * 256 + i) * 256 + j], s / 70, 1e-5) << g << " " << i << " " << j;
+            }
+    EXPECT_NEAR(cov[5 * 256 + 5], m.data.at(w.name)[5], 1e-5) << "the diagonal is the imatrix";
+    ImatrixCollector plain;
+    plain.observe(w, xs[0].data());
+    EXPECT_TRUE(plain.result("t.txt", 1, 1, 1).cov.empty()) << "no covariance unless asked";
+}
+
 // A tiny run on stories260K: every matrix is recorded once per token, q/k/v (and gate/up) share
 // their input, and blk.0.attn_q's means equal rmsnorm(embedding) * attn_norm computed here.
 TEST(EvalImatrix, TinyRunMatchesIndependentComputation) {
@@ -339,6 +371,38 @@ TEST(EvalImatrix, LoadRejectsBadFilesAndReadsLlamaCppCounts) {
     auto missing = load_imatrix(dir + "/does-not-exist.gguf");
     ASSERT_FALSE(missing);
     EXPECT_NE(missing.error_message().find("does-not-exist.gguf"), std::string::npos) << missing.error_message();
+}
+
+TEST(EvalImatrix, CovarianceRoundTripAndBadShapes) {
+    Imatrix m;
+    m.data["blk.0.ffn_down.weight"] = std::vector<float>(512 + 64, 1.0f);
+    std::vector<float> cov(2 * 256 * 256);
+    for (size_t i = 0; i < cov.size(); ++i) cov[i] = static_cast<float>(i % 977) * 0.25f;
+    m.cov["blk.0.ffn_down.weight"] = cov;
+    const std::string dir = pl::test::make_temp_dir("imatrix_cov");
+    ASSERT_TRUE(save_imatrix(m, dir + "/cov.gguf"));
+    auto f = gguf::File::open(dir + "/cov.gguf");
+    ASSERT_TRUE(f) << f.error_message();
+    const gguf::TensorInfo* t = (*f)->find_tensor("blk.0.ffn_down.weight.in_cov");
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->ne, (std::vector<int64_t>{256, 256, 2}));
+    auto back = load_imatrix(dir + "/cov.gguf");
+    ASSERT_TRUE(back) << back.error_message();
+    EXPECT_EQ(back->cov, m.cov);
+    // A file of one diagonal (`cols` values, for weight "a") and one covariance tensor (one group,
+    // named for `cov_of`) must fail to load with `want` in the message.
+    auto expect_rejected = [&](const char* file, int64_t cols, const std::string& cov_of, const std::string& want) {
+        gguf::Writer w;
+        const std::vector<float> diag(static_cast<size_t>(cols), 1.0f), one(256 * 256, 1.0f);
+        w.add_tensor_data("a.weight.in_sum2", static_cast<uint32_t>(GgmlType::F32), {cols}, bytes_of(diag));
+        w.add_tensor_data(cov_of + ".in_cov", static_cast<uint32_t>(GgmlType::F32), {256, 256, 1}, bytes_of(one));
+        ASSERT_TRUE(w.write(dir + "/" + file));
+        auto r = load_imatrix(dir + "/" + file);
+        ASSERT_FALSE(r) << file;
+        EXPECT_NE(r.error_message().find(want), std::string::npos) << r.error_message();
+    };
+    expect_rejected("short.gguf", 512, "a.weight", "[256, 256, 2]");  // 512 columns are 2 groups
+    expect_rejected("orphan.gguf", 4, "b.weight", "'b.weight.in_sum2'");  // no diagonal beside it
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -212,6 +213,84 @@ TEST(Q3_5, ImportanceQuantizerGptq) {
         EXPECT_EQ(std::memcmp(a.data() + 4 * 112, b.data() + 4 * 112, 28), 0) << "the tail group stays plain";
     }
     EXPECT_LT(gptq_err, 0.8 * plain_err) << "weighted error: plain " << plain_err << ", gptq " << gptq_err;
+}
+
+// GPTQ on a full activation covariance per group (imatrix --covariance): an isotropic covariance
+// gives the plain bytes; correlated activations (as real ones are) get a lower output error
+// E[(w.x - w_hat.x)^2] = (w - w_hat)^T C (w - w_hat) than plain rounding and than the diagonal
+// importance alone; a group never observed stays plain.
+TEST(Q3_5, CovarianceGptqLowersOutputError) {
+    constexpr int G = 256;
+    const int64_t n = 2 * G + 64;  // two full groups and a tail
+    std::mt19937 rng(5);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    // Activations x = A z with a random mixing A (strongly correlated inputs), per group.
+    const int samples = 2048;
+    std::vector<float> cov(static_cast<size_t>(2) * G * G, 0.0f), iso(cov.size(), 0.0f), diag(n, 0.0f);
+    std::vector<std::vector<float>> xs(samples, std::vector<float>(n));
+    std::vector<float> A(static_cast<size_t>(G) * G);
+    for (auto& v : A) v = nd(rng) / 16.0f;
+    for (auto& x : xs) {
+        std::vector<float> z(n);
+        for (auto& v : z) v = nd(rng);
+        for (int g = 0; g < 2; ++g)
+            for (int i = 0; i < G; ++i) {
+                float s = 0;
+                for (int k = 0; k < G; ++k) s += A[static_cast<size_t>(i) * G + k] * z[g * G + k];
+                x[g * G + i] = s + 0.1f * z[g * G + i];
+            }
+        for (int64_t k = 2 * G; k < n; ++k) x[k] = z[k];
+    }
+    for (int g = 0; g < 2; ++g)
+        for (int i = 0; i < G; ++i) {
+            iso[(static_cast<size_t>(g) * G + i) * G + i] = 3.0f;
+            for (int j = 0; j < G; ++j) {
+                double s = 0;
+                for (const auto& x : xs) s += static_cast<double>(x[g * G + i]) * x[g * G + j];
+                cov[(static_cast<size_t>(g) * G + i) * G + j] = static_cast<float>(s / samples);
+            }
+        }
+    for (int64_t k = 0; k < n; ++k)
+        for (const auto& x : xs) diag[k] += x[k] * x[k] / samples;
+    const auto f_iso = pl::q3_5_gptq_factors(iso.data(), 2);
+    const auto f_cov = pl::q3_5_gptq_factors(cov.data(), 2);
+    std::vector<float> unseen(cov);
+    std::fill(unseen.begin() + G * G, unseen.end(), 0.0f);  // group 1 never observed
+    const auto f_half = pl::q3_5_gptq_factors(unseen.data(), 2);
+    ASSERT_EQ(f_cov.size(), 2u);
+    EXPECT_TRUE(f_half[1].empty());
+    auto out_err = [&](const std::vector<float>& w, const std::vector<uint8_t>& q) {
+        std::vector<float> y(n);
+        pl::dequantize_row_q3_5_ref(q.data(), y.data(), n);
+        double e = 0;
+        for (int g = 0; g < 2; ++g)
+            for (int i = 0; i < G; ++i)
+                for (int j = 0; j < G; ++j)
+                    e += static_cast<double>(w[g * G + i] - y[g * G + i]) * cov[(static_cast<size_t>(g) * G + i) * G + j] *
+                         (w[g * G + j] - y[g * G + j]);
+        return e;
+    };
+    double plain = 0, imp = 0, full = 0;
+    for (int r = 0; r < 16; ++r) {
+        std::vector<float> w(n);
+        for (auto& v : w) v = 0.02f * nd(rng);
+        const size_t bytes = *pl::row_bytes(pl::kQ3_5TypeId, n);
+        std::vector<uint8_t> a(bytes), b(bytes), c(bytes), d(bytes);
+        pl::quantize_row_q3_5_ref(w.data(), a.data(), n);
+        pl::quantize_row_q3_5_gptq(w.data(), b.data(), n, f_iso);
+        EXPECT_EQ(a, b) << "an isotropic covariance must give the plain bytes";
+        pl::quantize_row_q3_5_gptq(w.data(), c.data(), n, f_half);
+        EXPECT_EQ(std::memcmp(a.data() + 112, c.data() + 112, bytes - 112), 0) << "the unseen group and the tail stay plain";
+        pl::quantize_row_q3_5_gptq(w.data(), c.data(), n, f_cov);
+        EXPECT_EQ(std::memcmp(a.data() + 224, c.data() + 224, bytes - 224), 0) << "the tail stays plain";
+        pl::quantize_row_q3_5_imp(w.data(), d.data(), n, diag.data());
+        plain += out_err(w, a);
+        full += out_err(w, c);
+        imp += out_err(w, d);
+    }
+    std::printf("output error: plain %.4g, diagonal %.4g, covariance %.4g\n", plain, imp, full);
+    EXPECT_LT(full, 0.7 * plain) << "plain " << plain << ", diagonal " << imp << ", covariance " << full;
+    EXPECT_LT(full, 0.8 * imp) << "plain " << plain << ", diagonal " << imp << ", covariance " << full;
 }
 
 TEST(Q3_5, ZerosAndNonFiniteAreSafe) {

@@ -61,12 +61,17 @@ inline __m256i unsigned_block(const BlockQ8_0& b) {
 // alone keep about half of the DRAM bandwidth busy for these loops (measured: a q3.5 GEMV streams
 // 7 GB/s without and 9-11 GB/s with it, on one thread). Rows are contiguous, so running past a
 // row's end prefetches the next row; prefetches past the mapping cannot fault.
-// 2-6 KiB ahead all measured alike within the noise (60-77% of the probe's bandwidth).
-constexpr int kPrefetchBytes = 3072;
+// Into L2 (T2), 10 KiB ahead: a prefetch into L1 holds one of the core's few L1 fill buffers for
+// a whole DRAM latency, one into L2 only an L2 miss slot, of which there are several times more.
+// Measured 2026-12-01 (2 threads, through scripts/bench-prio.sh, 3 alternating runs each, % of
+// the probe's bandwidth): q3.5 GEMV 8192x28672 67/64/69 % with T0 at 3 KiB, 72/76/73 % with T2 at
+// 10 KiB; 4096x11008 66/69/65 -> 70/71/75 %; LLaMA-7B (8 layers) tg16 5.61/5.88/5.46 ->
+// 6.09/6.10/5.73 tok/s. T2 at 4, 6 and 16 KiB and T1 at 6 KiB measured between the two.
+constexpr int kPrefetchBytes = 10240;
 inline void prefetch_weights(const void* p, size_t bytes) {
     const char* c = static_cast<const char*>(p) + kPrefetchBytes;
-    _mm_prefetch(c, _MM_HINT_T0);
-    if (bytes > 64) _mm_prefetch(c + 64, _MM_HINT_T0);
+    _mm_prefetch(c, _MM_HINT_T2);
+    if (bytes > 64) _mm_prefetch(c + 64, _MM_HINT_T2);
 }
 
 inline __m512 two_scales(float s0, float s1) {
