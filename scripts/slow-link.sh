@@ -91,6 +91,8 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # --bind-to none: each namespace's daemon believes it has the whole machine and would bind its
 # rank to core 0, putting every rank on one core. osc pt2pt: Open MPI 4.1's default window
 # component (osc/rdma) cannot use the TCP BTL and fails MPI_Win_allocate (--tp-reduce rma).
-mpirun --bind-to none --hostfile "$work/hosts" --mca plm_rsh_agent "$work/agent" \
+# orte_tmpdir_base: the session directories of this job's daemons (all on this one machine) in our
+# own folder, so that they cannot clash with another mpirun running beside it ("File exists").
+mpirun --bind-to none --hostfile "$work/hosts" --mca plm_rsh_agent "$work/agent" --mca orte_tmpdir_base "$work" \
   --mca btl tcp,self --mca btl_tcp_if_include "$net/24" --mca oob_tcp_if_include "$net/24" --mca osc pt2pt \
   -np "$ranks" "$@"

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -49,7 +50,7 @@ Result<dist::PlanModel> model_of(const PlanCliOptions& o) {
         PL_ASSIGN_OR_RETURN(auto f, gguf::File::open(o.model));
         PL_ASSIGN_OR_RETURN(auto c, ModelConfig::from_gguf(*f));
         m = {std::filesystem::path(o.model).filename().string(), c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads,
-             c.vocab_size, c.tied_embeddings, 0, ""};
+             c.vocab_size, c.tied_embeddings, 0, "", split_units(*f, c)};
         const gguf::TensorInfo* t = f->find_tensor("blk.0.ffn_down.weight");
         if (!t) return err("{}: no blk.0.ffn_down.weight", o.model);
         m.bytes_per_weight = static_cast<double>(t->nbytes) / static_cast<double>(t->n_elements());
@@ -61,7 +62,8 @@ Result<dist::PlanModel> model_of(const PlanCliOptions& o) {
     const TypeTraits* tt = type_traits_by_name(o.type);
     if (!tt) return err("unknown weight type '{}'", o.type);
     m = {s->name, s->dim, s->hidden_dim, s->n_layers, s->n_heads, s->n_kv_heads, s->vocab_size, s->tied_embeddings,
-         static_cast<double>(tt->block_bytes) / static_cast<double>(tt->block_elems), tt->name};
+         static_cast<double>(tt->block_bytes) / static_cast<double>(tt->block_elems), tt->name,
+         SplitUnits{split_unit(static_cast<uint32_t>(tt->type)), split_unit(static_cast<uint32_t>(tt->type))}};
     return m;
 }
 
@@ -170,7 +172,8 @@ json result_json(const dist::PlanModel& m, const dist::PlanLayout& l, const dist
             {"step_s", {{"mem", r.t_mem_s}, {"compute", r.t_compute_s}, {"tp_comm", r.t_tp_s}, {"p2p", r.t_p2p_s}, {"round", r.round_s}}},
             {"weight_bytes_per_rank", r.weight_bytes_rank}, {"tp_bytes_per_step", r.tp_bytes_rank}, {"comm_share", r.comm_share},
             {"bubble", r.bubble}, {"mem_weights_bytes", r.mem_weights_bytes}, {"mem_kv_bytes", r.mem_kv_bytes}, {"fits", r.fits},
-            {"tp_within_node", r.tp_within_node}, {"prefill_tokens_per_s", r.prefill_tokens_per_s}, {"prefill_bubble", r.prefill_bubble}};
+            {"tp_within_node", r.tp_within_node}, {"prefill_tokens_per_s", r.prefill_tokens_per_s}, {"prefill_bubble", r.prefill_bubble},
+            {"kv_heads_per_rank", r.kv_heads_rank}, {"kv_replicated", r.kv_replicated}};
 }
 
 void print_machine(const dist::PlanMachine& hw) {
@@ -254,7 +257,8 @@ int run_plan(const PlanCliOptions& o) {
     for (const auto* r : {&tps, &pps, &dps, &bs})
         if (!*r) return fail("plan", r->status());
     json rows = json::array();
-    std::string table;
+    std::string table, notes;
+    std::vector<int> noted;  // tp degrees whose KV replication has a note
     dist::PlanMachine shown;
     for (int tp : *tps) for (int pp : *pps) for (int dp : *dps) for (int b : *bs) {
         dist::PlanLayout l{tp, pp, dp, b, o.micro_batches, o.ctx, o.prompt, 2};
@@ -275,6 +279,13 @@ int run_plan(const PlanCliOptions& o) {
         auto r = dist::plan(*m, hw, l);
         if (!r) return fail("plan", r.status().with_context(fmt::format("tp{} pp{} dp{}", tp, pp, dp)));
         rows.push_back(result_json(*m, l, *r));
+        if (r->kv_replicated && std::find(noted.begin(), noted.end(), tp) == noted.end()) {
+            noted.push_back(tp);
+            notes += fmt::format("tp{}: too few whole KV groups ({} KV heads) for {} ranks: the {} query heads are split and each rank "
+                                 "holds the KV heads they read ({:.2f} a rank on average, {} copies in all), counted in the weights "
+                                 "and the KV cache\n",
+                                 tp, m->n_kv_heads, tp, m->n_heads, r->kv_heads_rank, r->kv_head_copies);
+        }
         table += fmt::format("| {} | {} | {} | {} | {} | {:.2f} | {:.2f} | {:.2f} | {:.1f}% | {:.1f}% | {:.2f} | {:.2f} | {} |\n",
                              tp * pp * dp, tp, pp, dp, b, r->tokens_per_s, r->tokens_per_s_seq, r->round_s * 1e3,
                              100 * r->comm_share, 100 * r->bubble, r->mem_weights_bytes / (1ull << 30), r->mem_kv_bytes / (1ull << 30),
@@ -297,6 +308,7 @@ int run_plan(const PlanCliOptions& o) {
     std::printf("\n| devices | tp | pp | dp | batch | tokens/s | per sequence | ms per round | comm share | bubble | weights GiB/dev | KV GiB/dev | fits |\n"
                 "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n%s",
                 table.c_str());
+    if (!notes.empty()) std::printf("\n%s", notes.c_str());
     return 0;
 }
 

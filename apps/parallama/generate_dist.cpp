@@ -52,6 +52,28 @@ std::string ids_line(const std::vector<int32_t>& ids) {
     return line;
 }
 
+// When the query heads are split with KV heads replicated (fewer KV-group units than tp ranks),
+// one line with every tp rank's query and KV heads: "dist: tp3 splits 8 query heads on 2 KV heads
+// by query head, KV heads replicated: tp rank 0 q 0-2 kv 0, tp rank 1 q 3-5 kv 0-1, ...".
+void print_head_split(const Model& m, int tp) {
+    if (!m.dims().kv_replicated) return;
+    auto heads = [](int begin, int n) { return n == 1 ? std::to_string(begin) : fmt::format("{}-{}", begin, begin + n - 1); };
+    const ModelConfig& c = m.config();
+    const SplitUnits units = split_units(m.file(), c);
+    std::string line = fmt::format("dist: tp{} splits {} query heads on {} KV heads by query head, KV heads replicated:", tp, c.n_heads,
+                                   c.n_kv_heads);
+    for (int r = 0; r < tp; ++r) {
+        ShardSpec s;
+        s.tp_size = tp;
+        s.tp_rank = r;
+        auto d = shard_dims(c, s, units);
+        if (!d) return;  // validated before loading: cannot happen
+        line += fmt::format("{} tp rank {} q {} kv {}", r ? "," : "", r, heads(d->head_begin, d->n_heads),
+                            heads(d->kv_head_begin, d->n_kv_heads));
+    }
+    std::fprintf(stderr, "%s\n", line.c_str());
+}
+
 void print_report(const dist::GenerateResult& r, const dist::Placement& at) {
     const dist::Layout& l = at.layout;
     std::fprintf(stderr, "dist: %s, %d MPI ranks (%s), tp reduce %s\n", l.str().c_str(), at.world_size, dist::mpi_library(),
@@ -129,6 +151,7 @@ int run_generate_dist(const GenerateOptions& o) {
     if (batch) std::fprintf(stderr, "batch: %zu sequences\n", r->outputs.size());
     std::fprintf(stderr, "generation: %d tokens in %.3f s (%.2f tokens/s aggregate)\n", r->tokens, r->wall_s,
                  r->wall_s > 0 ? r->tokens / r->wall_s : 0.0);
+    print_head_split(model, at.layout.tp);
     print_report(*r, at);
     return 0;
 }

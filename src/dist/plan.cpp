@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "dist/plan.h"
 
+#include "model/llama.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -21,16 +23,47 @@ Result<PlanResult> plan(const PlanModel& m, const PlanMachine& hw, const PlanLay
     if (l.tp < 1 || l.pp < 1 || l.dp < 1 || l.batch < 1) return err("tp, pp, dp and batch must be at least 1");
     if (m.n_layers < 1 || m.dim < 1 || m.n_heads < 1 || m.n_kv_heads < 1 || m.bytes_per_weight <= 0)
         return err("model shape '{}' is incomplete", m.name);
-    if (l.tp > m.n_kv_heads) return err("tp={} exceeds n_kv_heads={} (KV heads are not replicated)", l.tp, m.n_kv_heads);
+    if (m.dim % m.n_heads != 0 || m.n_heads % m.n_kv_heads != 0)
+        return err("model shape '{}': dim={}, n_heads={} and n_kv_heads={} do not divide", m.name, m.dim, m.n_heads, m.n_kv_heads);
     if (l.pp > m.n_layers) return err("pp={} exceeds n_layers={}", l.pp, m.n_layers);
     if (hw.mem_gbps <= 0 || hw.efficiency <= 0 || hw.int8_gops <= 0) return err("device bandwidth, efficiency and int8 rate must be positive");
     const int T = l.tp, P = l.pp;
+    // The KV heads of each rank (replicated ones once per rank that holds them), as the loader cuts
+    // the model (which also checks that there are enough query heads, FFN blocks and vocabulary
+    // rows for T ranks).
+    ModelConfig c;
+    c.dim = m.dim;
+    c.hidden_dim = m.hidden_dim;
+    c.n_layers = m.n_layers;
+    c.n_heads = m.n_heads;
+    c.n_kv_heads = m.n_kv_heads;
+    c.head_dim = m.dim / m.n_heads;
+    c.kv_dim = c.head_dim * m.n_kv_heads;
+    c.vocab_size = m.vocab_size;
+    int kv_copies = 0;
+    bool kv_replicated = false;
+    for (int r = 0; r < T; ++r) {
+        ShardSpec s;
+        s.tp_size = T;
+        s.tp_rank = r;
+        PL_ASSIGN_OR_RETURN(const ShardDims d, shard_dims(c, s, m.units));
+        kv_copies += d.n_kv_heads;
+        kv_replicated = kv_replicated || d.kv_replicated;
+    }
+    // One layer's weights summed over the tp group, and the KV width summed over it: the replicas'
+    // attn_k and attn_v rows and KV cache counted on every rank that holds them (the whole
+    // model's figures without replication).
+    const double layer_params_group = m.layer_params() + 2.0 * m.dim * m.head_dim() * (kv_copies - m.n_kv_heads);
+    const double kv_dim_group = m.head_dim() * kv_copies;
     const int M = l.micro_batches > 0 ? std::min(l.micro_batches, l.batch) : std::min(l.batch, P);
     const double b = std::ceil(static_cast<double>(l.batch) / M);  // tokens of one micro-batch step
     const double layers = std::ceil(static_cast<double>(m.n_layers) / P);  // the largest stage
     const int per_node = std::max(1, hw.devices_per_node);
     PlanResult r;
     r.tp_within_node = T <= per_node;
+    r.kv_heads_rank = static_cast<double>(kv_copies) / T;
+    r.kv_head_copies = kv_copies;
+    r.kv_replicated = kv_replicated;
     const PlanLink& tp_link = r.tp_within_node ? hw.intra : hw.inter;
     // A replica of T*P ranks spans nodes when it is larger than one; stage hops then cross nodes
     // (placement: tp fastest, so consecutive stages are T ranks apart).
@@ -41,9 +74,9 @@ Result<PlanResult> plan(const PlanModel& m, const PlanMachine& hw, const PlanLay
     // The last stage carries the output head; it is the slowest when the head outweighs the
     // rounding of layers, so take the larger of (layers) and (layers of the last + head).
     const double last_layers = std::floor(static_cast<double>(m.n_layers) / P);  // split_range: the first stages get the extra
-    const double stage_params = std::max(layers * m.layer_params(), last_layers * m.layer_params() + m.head_params()) / T;
+    const double stage_params = std::max(layers * layer_params_group, last_layers * layer_params_group + m.head_params()) / T;
     r.weight_bytes_rank = stage_params * m.bytes_per_weight;
-    const double kv_read = b * l.ctx * layers * 2.0 * m.kv_dim() / T * l.kv_bytes;
+    const double kv_read = b * l.ctx * layers * 2.0 * kv_dim_group / T * l.kv_bytes;
     r.t_mem_s = (r.weight_bytes_rank + kv_read) / (hw.mem_gbps * hw.efficiency * 1e9);
     r.t_compute_s = 2.0 * stage_params * b / (hw.int8_gops * 1e9);
     const double t_dev = std::max(r.t_mem_s, r.t_compute_s);
@@ -83,11 +116,11 @@ Result<PlanResult> plan(const PlanModel& m, const PlanMachine& hw, const PlanLay
     // Memory of the largest rank: its layers' weights, the embedding table (stage 0; mapped but read a
     // row a token, counted in full / T as a device would hold it) and the output head (last stage;
     // one matrix with the embedding when tied), and its KV cache.
-    const double lay = m.layer_params() / T * m.bytes_per_weight, head = m.head_params() / T * m.bytes_per_weight;
+    const double lay = layer_params_group / T * m.bytes_per_weight, head = m.head_params() / T * m.bytes_per_weight;
     const double first = layers * lay + head + (P == 1 && !m.tied_embeddings ? head : 0);
     const double last = last_layers * lay + (m.tied_embeddings ? 0 : head);
     r.mem_weights_bytes = P == 1 ? first : std::max(first, last);
-    r.mem_kv_bytes = static_cast<double>(l.batch) * l.ctx * layers * 2.0 * m.kv_dim() / T * l.kv_bytes;
+    r.mem_kv_bytes = static_cast<double>(l.batch) * l.ctx * layers * 2.0 * kv_dim_group / T * l.kv_bytes;
     r.fits = hw.mem_bytes <= 0 || r.mem_weights_bytes + r.mem_kv_bytes <= hw.mem_bytes;
     return r;
 }

@@ -5,8 +5,13 @@
 // latency.
 //
 // Per decode step of one micro-batch of b tokens on one pipeline stage of L/P layers:
-//   weights  = (L/P) * layer_bytes / T  (+ head_bytes / T on the last stage)   bytes per rank
-//   kv       = b * ctx * (L/P) * 2 * kv_dim / T * kv_bytes                     attention reads
+//   weights  = (L/P) * layer_bytes_T  (+ head_bytes / T on the last stage)     bytes per rank
+//   kv       = b * ctx * (L/P) * 2 * kv_dim_T * kv_bytes                       attention reads
+// where layer_bytes_T = layer_bytes / T and kv_dim_T = kv_dim / T when the heads split in whole KV
+// groups; when they cannot (n_kv_heads < T) the query heads are split and each rank also holds
+// the KV heads its query heads read (model/shard.h, shard_dims), so attn_k/attn_v rows and the
+// KV cache count every replica: kv_dim_T = head_dim * (KV heads summed over the T ranks) / T, and
+// layer_bytes_T grows by 2 * dim * (kv_dim_T - kv_dim / T) weights.
 //   t_mem    = (weights + kv) / (bandwidth * efficiency)
 //   t_comp   = 2 * weight_params_rank * b / int8_rate
 //   t_dev    = max(t_mem, t_comp)                                   (roofline)
@@ -23,6 +28,7 @@
 #pragma once
 
 #include "core/status.h"
+#include "model/shard.h"
 
 #include <string>
 #include <vector>
@@ -35,9 +41,11 @@ struct PlanModel {
     bool tied_embeddings = false;
     double bytes_per_weight = 0;  // of the matrices (q3.5: 3.5/8 + scales, from the type's block)
     std::string type;
+    SplitUnits units;             // column units of attn_output / ffn_down (split_units; 1 for floats)
     double layer_params() const;  // weights of one layer's seven matrices
     double head_params() const { return static_cast<double>(vocab_size) * dim; }
     double kv_dim() const { return static_cast<double>(dim) / n_heads * n_kv_heads; }
+    double head_dim() const { return static_cast<double>(dim) / n_heads; }
 };
 
 struct PlanLink {
@@ -83,10 +91,14 @@ struct PlanResult {
     double mem_weights_bytes = 0, mem_kv_bytes = 0;
     bool fits = true;              // mem_weights + kv <= machine.mem_bytes (when known)
     bool tp_within_node = true;
+    // KV heads a rank holds, averaged over the tp group (n_kv_heads / T without replication).
+    double kv_heads_rank = 0;
+    int kv_head_copies = 0;        // KV heads summed over the tp ranks (n_kv_heads without replication)
+    bool kv_replicated = false;    // the query heads are split, KV heads replicated (n_kv_heads < T)
 };
 
-// Checks the layout (degrees >= 1, T divides heads as whole KV groups... only the counts: tp <=
-// n_kv_heads, pp <= n_layers) and evaluates the model above.
+// Checks the layout (degrees >= 1; the tp split as the loader cuts it, shard_dims() with m.units:
+// enough query heads and FFN blocks; pp <= n_layers) and evaluates the model above.
 Result<PlanResult> plan(const PlanModel& m, const PlanMachine& hw, const PlanLayout& l);
 
 // Ring allreduce of `bytes` over `ranks` on `link`: 2 (T-1) latency + 2 (T-1)/T bytes / bw.

@@ -47,9 +47,9 @@ struct Placement {
 // or a degree is < 1: "--tp 2 x --pp 2 x --dp 1 needs 4 MPI ranks, this job has 2".
 Result<Placement> place(const Layout& layout, int world_size, int rank);
 
-// Checks the layout against the model: enough whole KV-head groups and FFN blocks (of `units`,
-// split_units() of the file) for tp ranks, at least pp layers. The same check on every rank,
-// before any weight is read.
+// Checks the layout against the model: enough query heads (whole KV groups, or single query heads
+// with KV heads replicated, see split_heads) and FFN blocks (of `units`, split_units() of the
+// file) for tp ranks, at least pp layers. The same check on every rank, before any weight is read.
 Status validate_layout(const Layout& layout, const ModelConfig& c, const SplitUnits& units = {});
 
 // This rank's part of the model: its tp rank and its stage's contiguous layer range.

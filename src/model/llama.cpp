@@ -178,23 +178,45 @@ WeightView row_slice(WeightView w, int64_t r0, int64_t r1) {
 
 }  // namespace
 
+Result<HeadSplit> split_heads(int n_heads, int n_kv_heads, int head_dim, int attn_out_unit, int tp, int rank) {
+    if (n_heads < 1 || n_kv_heads < 1 || n_heads % n_kv_heads != 0 || head_dim < 1 || attn_out_unit < 1)
+        return err("heads {}/{} of size {} (unit {}) cannot be split", n_heads, n_kv_heads, head_dim, attn_out_unit);
+    if (tp < 1 || rank < 0 || rank >= tp) return err("tensor-parallel rank {} of {} is invalid", rank, tp);
+    // Whole KV groups (kv_mul query heads share one KV head): a group spans kv_mul * head_dim
+    // columns of attn_output, so a cut every kv_step groups is block-aligned.
+    const int kv_mul = n_heads / n_kv_heads;
+    const int group_cols = kv_mul * head_dim;
+    const int kv_step = attn_out_unit / std::gcd(attn_out_unit, group_cols);
+    HeadSplit h;
+    if ((n_kv_heads + kv_step - 1) / kv_step >= tp) {
+        split_steps(n_kv_heads, kv_step, tp, rank, h.kv_begin, h.kv_end);
+        h.head_begin = h.kv_begin * kv_mul;
+        h.head_end = h.kv_end * kv_mul;
+        return h;
+    }
+    // Too few groups: query heads, in steps of head_step heads (head_step * head_dim columns is a
+    // multiple of the unit), each rank with the KV heads its query heads read.
+    const int head_step = attn_out_unit / std::gcd(attn_out_unit, head_dim);
+    const int head_steps = (n_heads + head_step - 1) / head_step;
+    if (head_step == 1 && n_heads < tp)
+        return err("n_heads={} is smaller than tp={} (every rank needs a whole query head; the n_kv_heads={} KV heads are "
+                   "replicated, query heads are not split)", n_heads, tp, n_kv_heads);
+    if (head_steps < tp)
+        return err("n_heads={} in units of {} query heads ({} attn_output columns, whole {}-weight blocks) makes {} unit(s), "
+                   "fewer than tp={}", n_heads, head_step, head_step * head_dim, attn_out_unit, head_steps, tp);
+    split_steps(n_heads, head_step, tp, rank, h.head_begin, h.head_end);
+    h.kv_begin = h.head_begin / kv_mul;
+    h.kv_end = (h.head_end - 1) / kv_mul + 1;
+    h.kv_replicated = true;
+    return h;
+}
+
 Result<ShardDims> shard_dims(const ModelConfig& c, const ShardSpec& s, const SplitUnits& u) {
     const int tp = s.tp_size;
     const int lb = s.layer_begin, le = s.layer_end < 0 ? c.n_layers : s.layer_end;
     if (tp < 1 || s.tp_rank < 0 || s.tp_rank >= tp) return err("tensor-parallel rank {} of {} is invalid", s.tp_rank, tp);
     if (u.attn_out < 1 || u.ffn_down < 1) return err("split units {}/{} are invalid", u.attn_out, u.ffn_down);
-    // Heads go in whole KV groups (kv_mul query heads share one KV head); a group spans
-    // kv_mul * head_dim columns of attn_output, so a cut every kv_step groups is block-aligned.
-    const int kv_mul = c.n_heads / c.n_kv_heads;
-    const int group_cols = kv_mul * c.head_dim;
-    const int kv_step = u.attn_out / std::gcd(u.attn_out, group_cols);
-    const int kv_steps = (c.n_kv_heads + kv_step - 1) / kv_step;
-    if (kv_step == 1 && c.n_kv_heads < tp)
-        return err("n_kv_heads={} is smaller than tp={} (every rank needs a whole KV head; replicating KV heads is not implemented)",
-                   c.n_kv_heads, tp);
-    if (kv_steps < tp)
-        return err("n_kv_heads={} in units of {} KV heads ({} attn_output columns, whole {}-weight blocks) makes {} unit(s), "
-                   "fewer than tp={}", c.n_kv_heads, kv_step, kv_step * group_cols, u.attn_out, kv_steps, tp);
+    PL_ASSIGN_OR_RETURN(const HeadSplit heads, split_heads(c.n_heads, c.n_kv_heads, c.head_dim, u.attn_out, tp, s.tp_rank));
     const int ffn_steps = (c.hidden_dim + u.ffn_down - 1) / u.ffn_down;
     if (ffn_steps < tp) {
         if (u.ffn_down == 1) return err("FFN size hidden_dim={} is smaller than tp={}", c.hidden_dim, tp);
@@ -205,12 +227,11 @@ Result<ShardDims> shard_dims(const ModelConfig& c, const ShardSpec& s, const Spl
     if (lb < 0 || le > c.n_layers || lb >= le)
         return err("layer range [{}, {}) is empty or outside the model's {} layers", lb, le, c.n_layers);
     ShardDims d;
-    int kb = 0, ke = 0;
-    split_steps(c.n_kv_heads, kv_step, tp, s.tp_rank, kb, ke);
-    d.n_kv_heads = ke - kb;
-    d.kv_head_begin = kb;
-    d.n_heads = d.n_kv_heads * kv_mul;
-    d.head_begin = kb * kv_mul;
+    d.n_heads = heads.head_end - heads.head_begin;
+    d.head_begin = heads.head_begin;
+    d.n_kv_heads = heads.kv_end - heads.kv_begin;
+    d.kv_head_begin = heads.kv_begin;
+    d.kv_replicated = heads.kv_replicated;
     d.q_dim = d.n_heads * c.head_dim;
     d.kv_dim = d.n_kv_heads * c.head_dim;
     int hb = 0, he = 0;
@@ -223,13 +244,17 @@ Result<ShardDims> shard_dims(const ModelConfig& c, const ShardSpec& s, const Spl
     return d;
 }
 
+int split_unit(uint32_t type) {
+    const TypeTraits* tt = type_traits(type);
+    if (!tt) return 1;
+    return static_cast<int>(tt->rotated_input ? kQ3_5Group : tt->block_elems);
+}
+
 SplitUnits split_units(const gguf::File& f, const ModelConfig& c) {
     SplitUnits u;
     auto unit = [&](const std::string& name) -> int {
         const gguf::TensorInfo* t = f.find_tensor(name);
-        const TypeTraits* tt = t ? type_traits(t->type) : nullptr;
-        if (!tt) return 1;  // missing or unknown: the binder reports it
-        return static_cast<int>(tt->rotated_input ? kQ3_5Group : tt->block_elems);
+        return t ? split_unit(t->type) : 1;  // missing or unknown: the binder reports it
     };
     for (int l = 0; l < c.n_layers; ++l) {
         u.attn_out = std::lcm(u.attn_out, unit(fmt::format("blk.{}.attn_output.weight", l)));
@@ -362,6 +387,11 @@ Result<std::unique_ptr<Model>> Model::from_file(std::unique_ptr<gguf::File> file
     }
     if (Status s = b.status(); !s) return s.with_context(f.path());
     PL_LOG_INFO("model: {}", c.summary());
+    if (d.kv_replicated)
+        PL_LOG_INFO("tp rank {} of {}: query heads [{}, {}) read KV heads [{}, {}), held here as on every rank that reads them "
+                    "(n_kv_heads={} cannot go to {} ranks in whole groups)",
+                    shard.tp_rank, tp, d.head_begin, d.head_begin + d.n_heads, d.kv_head_begin, d.kv_head_begin + d.n_kv_heads,
+                    c.n_kv_heads, tp);
     return m;
 }
 
@@ -425,6 +455,7 @@ Result<std::unique_ptr<Session>> Session::create(const Model& model, int n_ctx, 
     const ShardDims& d = model.dims();
     const size_t kv = static_cast<size_t>(d.n_layers()) * static_cast<size_t>(n_blocks) * kKvBlock * static_cast<size_t>(d.kv_dim);
     const size_t elem = s->kv_type_ == KvType::F16 ? sizeof(uint16_t) : sizeof(float);
+    s->kv_cache_bytes_ = 2 * kv * elem;
     s->key_cache_ = std::calloc(kv, elem);
     s->value_cache_ = std::calloc(kv, elem);
     if (!s->key_cache_ || !s->value_cache_)
@@ -696,7 +727,9 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
                 const int sq = seqs[i];
                 const float* q = q_.data() + static_cast<size_t>(i) * q_dim + static_cast<size_t>(h) * head_dim;
                 float* att = att_.data() + static_cast<size_t>(omp_get_thread_num()) * n_ctx_;
-                const size_t kv_off = static_cast<size_t>(h / kv_mul) * head_dim;
+                // The KV head query head head_begin + h reads, among this rank's KV heads (with
+                // whole KV groups head_begin = kv_head_begin * kv_mul, so it is h / kv_mul).
+                const size_t kv_off = static_cast<size_t>((d.head_begin + h) / kv_mul - d.kv_head_begin) * head_dim;
                 float* out = xb_.data() + static_cast<size_t>(i) * q_dim + static_cast<size_t>(h) * head_dim;
                 if (f16) {
                     const auto* kc = static_cast<const uint16_t*>(key_cache_);

@@ -188,6 +188,9 @@ public:
     int kv_blocks_total() const { return n_blocks_; }
     int kv_blocks_free() const { return static_cast<int>(free_blocks_.size()); }
     int kv_blocks_used() const { return n_blocks_ - kv_blocks_free(); }
+    // Bytes of the key and value caches together: the shard's layers and KV heads only (a
+    // tensor-parallel rank holds the KV heads its query heads read).
+    size_t kv_cache_bytes() const { return kv_cache_bytes_; }
 
 private:
     explicit Session(const Model& m) : model_(m) {}
@@ -221,6 +224,7 @@ private:
     void* key_cache_ = nullptr;     // (n_layers, n_blocks, kKvBlock, kv_dim) floats or halves
     void* value_cache_ = nullptr;   // (n_layers, n_blocks, kKvBlock, kv_dim)
     int n_blocks_ = 0;
+    size_t kv_cache_bytes_ = 0;
     std::vector<int32_t> free_blocks_;              // a stack of unused block ids
     std::vector<std::vector<int32_t>> seq_blocks_;  // per sequence: block of positions [16b, 16b+16)
     // Takes blocks so that every entry's position is backed; all or nothing (error names the shortfall).

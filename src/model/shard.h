@@ -4,8 +4,10 @@
 // pass needs. No MPI here: src/dist implements TensorParallelOps over MPI (docs/parallelism.md).
 //
 // Tensor parallelism (Megatron-style), with GGUF's row-major [n_out rows x n_in] matrices:
-//   attn_q, attn_k, attn_v, ffn_gate, ffn_up  split by output rows (whole KV-head groups, FFN rows
-//                                              in whole quantization blocks): contiguous row ranges
+//   attn_q, attn_k, attn_v, ffn_gate, ffn_up  split by output rows (whole KV-head groups, or query
+//                                              heads with their KV heads replicated when the groups
+//                                              are too few; FFN rows in whole quantization blocks):
+//                                              contiguous row ranges
 //   attn_output, ffn_down                     split by input columns: a slice of every row, each
 //                                              rank sums a partial product, then one allreduce
 //   output (or the tied token_embd)           split by vocabulary rows, logits gathered to rank 0
@@ -40,7 +42,8 @@ struct ShardDims {
     int q_dim = 0;        // n_heads * head_dim
     int kv_dim = 0;       // n_kv_heads * head_dim
     int head_begin = 0;   // first query head
-    int kv_head_begin = 0;
+    int kv_head_begin = 0;  // first KV head: the one query head head_begin reads
+    bool kv_replicated = false;  // split by query heads: a KV head may also be held by other ranks
     int hidden_dim = 0;   // FFN rows of this rank
     int hidden_begin = 0;
     int vocab_begin = 0;  // output-head rows [vocab_begin, vocab_end)
@@ -62,14 +65,34 @@ struct SplitUnits {
 
 // The units of the model in `f`: the lcm of each matrix's block (or q3.5 group) over all layers.
 SplitUnits split_units(const gguf::File& f, const ModelConfig& c);
+// The unit of one weight type (a ggml type id): its block, or its rotation group (q3.5); 1 for
+// float types and for ids this build does not know.
+int split_unit(uint32_t type);
+
+// The attention heads of tp rank `rank`: query heads [head_begin, head_end) and the KV heads
+// [kv_begin, kv_end) they read (GQA: query head h reads KV head h / (n_heads / n_kv_heads)).
+// Two ways to cut, both in steps that keep attn_output's column cut on a multiple of
+// `attn_out_unit` (split_units().attn_out), the first ranks getting one step more:
+//   - whole KV groups (a KV head with all its query heads), whenever there are at least tp steps
+//     of them: no KV head is on two ranks;
+//   - otherwise query heads (kv_replicated): a rank holds every KV head its query heads read, so a
+//     KV head whose group is cut is replicated on each of those ranks, which compute it themselves.
+// Fails with the numbers when even query heads are too few: "n_heads=8 is smaller than tp=9 ...",
+// "n_heads=32 in units of 2 query heads (256 attn_output columns, ...) makes 16 unit(s), fewer than
+// tp=32".
+struct HeadSplit {
+    int head_begin = 0, head_end = 0;  // query heads
+    int kv_begin = 0, kv_end = 0;      // KV heads
+    bool kv_replicated = false;        // cut by query heads (see above)
+};
+Result<HeadSplit> split_heads(int n_heads, int n_kv_heads, int head_dim, int attn_out_unit, int tp, int rank);
 
 // Checks that `s` can shard a model of shape `c` and computes its dimensions. The split may be
-// uneven: KV-head groups (with their query heads) and FFN rows are dealt out in whole steps that
-// keep every column cut on a multiple of `u` (FFN rows: steps of u.ffn_down rows; heads: the
-// fewest whole KV groups whose attn_output columns are a multiple of u.attn_out), the first
-// ranks getting one step more, the last rank's range ending at the row's end. Errors name the
-// numbers: "n_kv_heads=4 is smaller than tp=8 ...", "FFN size hidden_dim=11008 is 43 blocks of
-// 256 weights (ffn_down), fewer than tp=64".
+// uneven: heads as split_heads() deals them, FFN rows in whole steps of u.ffn_down rows that keep
+// every column cut of ffn_down on a multiple of its blocks, the first ranks getting one step more,
+// the last rank's range ending at the row's end. Errors name the numbers: "n_heads=8 is smaller
+// than tp=9 ...", "FFN size hidden_dim=11008 is 43 blocks of 256 weights (ffn_down), fewer than
+// tp=64".
 Result<ShardDims> shard_dims(const ModelConfig& c, const ShardSpec& s, const SplitUnits& u = {});
 
 // Rows [begin, end) of `n` rows for part `rank` of `parts` (the first n % parts parts get one more).

@@ -85,6 +85,11 @@ const std::vector<ModelShape>& model_shapes() {
         // Also not a real model: LLaMA-7B's head size (128) with an FFN of 3 q3.5 groups, so that
         // tp2 must split ffn_down unevenly (512 + 256 columns) as it does at LLaMA-7B's 43 groups.
         {"tiny-uneven", 512, 768, 4, 4, 4, 512, 512, 10000.0f, false},
+        // Test sizes with fewer KV heads than the tp degrees the tests run, so that KV heads are
+        // replicated: 8 query heads on 2 KV heads (LLaMA-70B's 8:1 ratio at 4:1; tp 3 and 4), and
+        // SmolLM2's 9 query heads on 3 KV heads (tp 4 cuts a KV group between two ranks).
+        {"tiny-gqa-8x2", 256, 768, 4, 8, 2, 512, 512, 10000.0f, false},
+        {"tiny-gqa-9x3", 288, 768, 4, 9, 3, 512, 512, 10000.0f, false},
     };
     return shapes;
 }

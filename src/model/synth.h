@@ -21,8 +21,8 @@ struct ModelShape {
     bool tied_embeddings;
 };
 
-// llama-7b, llama-13b, llama-70b (LLaMA-2 shapes), tinyllama-1.1b, smollm2-135m, and tiny-gqa
-// (a test size).
+// llama-7b, llama-13b, llama-70b (LLaMA-2 shapes), tinyllama-1.1b, smollm2-135m, and the test
+// sizes tiny-gqa, tiny-uneven, tiny-gqa-8x2 and tiny-gqa-9x3.
 const std::vector<ModelShape>& model_shapes();
 const ModelShape* find_shape(std::string_view name);
 

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // Distributed inference through the real CLI under `mpirun --oversubscribe`: every layout (tp2,
 // pp2, dp2, tp2 x pp2, tp2 with RMA reductions) gives the single process's greedy tokens, on
-// stories260K and on a synthetic GQA model; bad layouts fail with a clear message; a rank that dies
-// ends the job instead of hanging it; tensor parallelism cuts resident memory per rank.
+// stories260K and on a synthetic GQA model, also with more ranks than KV heads (KV heads
+// replicated); bad layouts fail with a clear message; a rank that dies ends the job instead of
+// hanging it; tensor parallelism cuts resident memory per rank.
 #include "test_data.h"
 
 #include "bench/json_schema.h"
@@ -55,7 +56,9 @@ const Layouts kLayouts = {
 // partial sums in another order (float rounding); with int8 activations such a difference can move
 // one quantization step, so a near-tie between the top two logits may flip: its token tests use
 // float weights (f32 stories260K, f16 synthetic), where the difference stays at rounding level.
-void expect_layouts_match(const std::string& model, const std::string& gen_args, const Layouts& layouts = kLayouts) {
+// `must_log`: a line every such run must print on stderr (e.g. that the KV heads are replicated).
+void expect_layouts_match(const std::string& model, const std::string& gen_args, const Layouts& layouts = kLayouts,
+                          const std::string& must_log = "") {
     auto ref = single("generate -m " + q(model) + " " + gen_args);
     ASSERT_EQ(ref.rc, 0) << ref.err;
     const auto want = parse_ints(ref.out);
@@ -65,6 +68,9 @@ void expect_layouts_match(const std::string& model, const std::string& gen_args,
         ASSERT_EQ(r.rc, 0) << flags << "\n" << r.err;
         EXPECT_EQ(parse_ints(r.out), want) << flags << "\n" << r.err;
         EXPECT_NE(r.err.find("dist: rank"), std::string::npos) << r.err;  // the per-rank report
+        if (!must_log.empty()) {
+            EXPECT_NE(r.err.find(must_log), std::string::npos) << flags << "\n" << r.err;
+        }
     }
 }
 
@@ -141,22 +147,26 @@ TEST(DistCli, BadLayoutsFailWithClearMessages) {
     for (const Case& c : std::vector<Case>{
              {2, "--tp 2 --pp 2", "--tp 2 x --pp 2 = 4 ranks per replica does not divide the job's 2 MPI ranks"},
              {2, "--tp 1 --pp 1 --dp 3", "--tp 1 x --pp 1 x --dp 3 needs 3 MPI ranks, this job has 2"},
-             {5, "--tp 5", "n_kv_heads=4 is smaller than tp=5"},
          }) {
         auto r = mpirun(c.np, gen + c.flags);
         EXPECT_NE(r.rc, 0) << c.flags;
         EXPECT_NE(r.err.find(c.want), std::string::npos) << c.flags << "\n" << r.err;
         EXPECT_NE(r.rc, 124) << c.flags << ": timed out";
     }
+    // KV heads can be replicated, query heads cannot: tiny-uneven has 4 of each.
+    auto few = mpirun(5, "generate -m " + q(synth_model("q8_0", "tiny-uneven")) + " -p hi -n 2 --temp 0 --ids --tp 5");
+    EXPECT_EQ(few.rc, 1);
+    EXPECT_NE(few.err.find("n_heads=4 is smaller than tp=5 (every rank needs a whole query head"), std::string::npos) << few.err;
     // Without mpirun a layout needs ranks it does not have.
     auto r = single(gen + "--tp 2");
     EXPECT_EQ(r.rc, 1);
     EXPECT_NE(r.err.find("does not divide the job's 1 MPI ranks (start it with mpirun -np N)"), std::string::npos) << r.err;
-    // q3.5 rotates 256-weight groups: the tiny model's heads of 32 columns go 4 KV groups at a
-    // time, one unit for 2 ranks (the FFN's 3 groups would split).
+    // q3.5 rotates 256-weight groups: the tiny model's heads of 32 columns go 8 at a time (4 KV
+    // groups, or 8 query heads when KV heads are replicated), one unit for 2 ranks (the FFN's 3
+    // groups would split).
     auto q35 = mpirun(2, "generate -m " + q(synth_model("q3.5")) + " -p hi -n 2 --temp 0 --ids --tp 2");
     EXPECT_EQ(q35.rc, 1);
-    EXPECT_NE(q35.err.find("n_kv_heads=4 in units of 4 KV heads (256 attn_output columns, whole 256-weight blocks) makes 1 unit(s), "
+    EXPECT_NE(q35.err.find("n_heads=8 in units of 8 query heads (256 attn_output columns, whole 256-weight blocks) makes 1 unit(s), "
                            "fewer than tp=2"), std::string::npos)
         << q35.err;
 }
@@ -171,6 +181,52 @@ TEST(DistCli, UnevenTensorParallelSplits) {
     PL_REQUIRE_DATA(gguf, "stories260K/stories260K-f32.gguf");
     expect_layouts_match(gguf, "--prompt-ids 1 -n 32 --temp 0 --ids", {{3, "--tp 3"}, {3, "--tp 3 --tp-reduce rma"}});
     expect_layouts_match(synth_model("q3.5", "tiny-uneven"), "-p 'Once upon a time' -n 16 --temp 0 --ids --ignore-eos", {{2, "--tp 2"}});
+}
+
+// More ranks than KV heads: the query heads are split and each rank computes the KV heads they
+// read (replicated, model/shard.h). stories260K (8 query / 4 KV heads, f32) over 8 ranks (one
+// query head each, every KV head on two ranks), 5 (query heads 2, 2, 2, 1, 1) and 6 with RMA
+// reductions; synthetic f16 models from `synth`: 8 query heads on 2 KV heads over 4 ranks, over 3
+// (the middle rank reads both KV heads) and as tp3 x pp2, and SmolLM2's 9 on 3 over 4 ranks
+// (query heads 3, 2, 2, 2: a KV group cut between two ranks) and 6; tp2 on 9/3 still splits whole
+// groups. Every run gives the single process's greedy tokens and says that it replicates.
+TEST(DistCli, ReplicatedKvHeadsMatchSingleProcess) {
+    PL_REQUIRE_MPI();
+    const std::string rep = "by query head, KV heads replicated";  // the report's line
+    const std::string gguf = pl::test::model_file("stories260K/stories260K-f32.gguf");
+    PL_REQUIRE_DATA(gguf, "stories260K/stories260K-f32.gguf");
+    expect_layouts_match(gguf, "--prompt-ids 1 -n 32 --temp 0 --ids", {{8, "--tp 8"}, {5, "--tp 5"}, {6, "--tp 6 --tp-reduce rma"}},
+                         rep);
+    const std::string gen = "-p 'Once upon a time' -n 24 --temp 0 --ids --ignore-eos";
+    expect_layouts_match(synth_model("f16", "tiny-gqa-8x2"), gen, {{4, "--tp 4"}, {3, "--tp 3"}, {6, "--tp 3 --pp 2"}}, rep);
+    // The report names each rank's heads (9/3 over 4: query heads 3, 2, 2, 2).
+    expect_layouts_match(synth_model("f16", "tiny-gqa-9x3"), gen, {{4, "--tp 4"}},
+                         "dist: tp4 splits 9 query heads on 3 KV heads by query head, KV heads replicated: tp rank 0 q 0-2 kv 0, "
+                         "tp rank 1 q 3-4 kv 1, tp rank 2 q 5-6 kv 1-2, tp rank 3 q 7-8 kv 2");
+    expect_layouts_match(synth_model("f16", "tiny-gqa-9x3"), gen, {{6, "--tp 6 --tp-reduce rma"}}, rep);
+    expect_layouts_match(synth_model("f16", "tiny-gqa-9x3"), gen, {{2, "--tp 2"}});
+}
+
+// Several sequences decoded together (continuous batching) over replicated KV heads: each rank's
+// KV cache holds its KV heads for every sequence; the outputs equal the single-process batch.
+TEST(DistCli, ReplicatedKvHeadsWithSeveralSequences) {
+    PL_REQUIRE_MPI();
+    const std::string dir = pl::test::make_temp_dir("dist_rep_batch");
+    {
+        std::ofstream f(dir + "/prompts.txt");
+        f << "Once upon a time\nThe little dog\nLily went to the park and\nTom\n";
+    }
+    const std::string args =
+        "generate -m " + q(synth_model("f16", "tiny-gqa-8x2")) + " --prompts-file " + q(dir + "/prompts.txt") + " -n 12 --temp 0 --ids";
+    auto ref = single(args);
+    ASSERT_EQ(ref.rc, 0) << ref.err;
+    for (const auto& [np, flags] : Layouts{{4, "--tp 4"}, {6, "--tp 3 --dp 2"}}) {
+        auto r = mpirun(np, args + " " + flags);
+        ASSERT_EQ(r.rc, 0) << flags << "\n" << r.err;
+        EXPECT_EQ(r.out, ref.out) << flags << "\n" << r.err;
+        EXPECT_NE(r.err.find("by query head, KV heads replicated"), std::string::npos) << r.err;
+    }
+    std::filesystem::remove_all(dir);
 }
 
 // `parallama bench --suite model` under mpirun: rows measured on rank 0 with every rank's compute

@@ -14,7 +14,7 @@ using pl::dist::PlanLink;
 using pl::dist::PlanMachine;
 using pl::dist::PlanModel;
 
-PlanModel round_model() { return {"round", 1000, 2000, 10, 10, 10, 1000, false, 1.0, "x"}; }
+PlanModel round_model() { return {"round", 1000, 2000, 10, 10, 10, 1000, false, 1.0, "x", {}}; }
 
 PlanMachine round_machine() {
     PlanMachine hw;
@@ -109,8 +109,51 @@ TEST(Plan, LargeBatchesBecomeComputeBound) {
     EXPECT_NEAR(r->tokens_per_s, 256 / (2 * 1.01e8 * 256 / 1e12), 1e-6);
 }
 
+// GQA with fewer KV heads than ranks: the round model on 2 KV heads (5 query heads each, head_dim
+// 100; 8.4e6 weights a layer). tp4 splits the query heads 3, 3, 2, 2: the ranks hold KV heads
+// {0}, {0, 1}, {1}, {1}, 5 copies, so attn_k and attn_v carry 3 x 2 x 1000 x 100 more weights a
+// layer over the group (9e6 in all) and the KV cache 5/4 heads a rank.
+TEST(Plan, ReplicatedKvHeadsCountOnEveryRankThatHoldsThem) {
+    PlanModel m = round_model();
+    m.n_kv_heads = 2;
+    EXPECT_DOUBLE_EQ(m.layer_params(), 8.4e6);
+    auto r = pl::dist::plan(m, round_machine(), layout(4, 1, 1, 100));
+    ASSERT_TRUE(r) << r.error_message();
+    EXPECT_TRUE(r->kv_replicated);
+    EXPECT_EQ(r->kv_head_copies, 5);
+    EXPECT_DOUBLE_EQ(r->kv_heads_rank, 1.25);
+    EXPECT_DOUBLE_EQ(r->weight_bytes_rank, (10 * 9e6 + 1e6) / 4);
+    // 100 tokens x 10 layers x 2 x (5 x 100 / 4) x 2 bytes.
+    EXPECT_DOUBLE_EQ(r->mem_kv_bytes, 5e5);
+    EXPECT_NEAR(r->t_mem_s, (2.275e7 + 5e5) / 5e9, 1e-12);
+    EXPECT_DOUBLE_EQ(r->mem_weights_bytes, (10 * 9e6 + 2e6) / 4);  // + the embedding table
+    // tp2 splits whole KV groups: nothing replicated, one KV head a rank.
+    auto two = pl::dist::plan(m, round_machine(), layout(2, 1, 1, 100));
+    ASSERT_TRUE(two);
+    EXPECT_FALSE(two->kv_replicated);
+    EXPECT_EQ(two->kv_head_copies, 2);
+    EXPECT_DOUBLE_EQ(two->weight_bytes_rank, (10 * 8.4e6 + 1e6) / 2);
+    EXPECT_DOUBLE_EQ(two->mem_kv_bytes, 100 * 10 * 2 * 100 * 2.0);
+    // tp10, one query head a rank: each rank one KV head, 10 copies (8 more than the model's 2).
+    auto ten = pl::dist::plan(m, round_machine(), layout(10, 1, 1, 100));
+    ASSERT_TRUE(ten);
+    EXPECT_EQ(ten->kv_head_copies, 10);
+    EXPECT_DOUBLE_EQ(ten->weight_bytes_rank, (10 * (8.4e6 + 8 * 2e5) + 1e6) / 10);
+    auto eleven = pl::dist::plan(m, round_machine(), layout(11, 1, 1));
+    ASSERT_FALSE(eleven);
+    EXPECT_NE(eleven.error_message().find("n_heads=10 is smaller than tp=11"), std::string::npos) << eleven.error_message();
+    // Block-quantized columns cut where the loader would: attn_output in 200-column units (two
+    // heads of 100) gives 5 units, enough for tp5, not tp6.
+    m.units = {200, 1};
+    EXPECT_TRUE(pl::dist::plan(m, round_machine(), layout(5, 1, 1)));
+    auto six = pl::dist::plan(m, round_machine(), layout(6, 1, 1));
+    ASSERT_FALSE(six);
+    EXPECT_NE(six.error_message().find("n_heads=10 in units of 2 query heads (200 attn_output columns"), std::string::npos)
+        << six.error_message();
+}
+
 TEST(Plan, RefusesWhatItCannotModel) {
-    EXPECT_FALSE(pl::dist::plan(round_model(), round_machine(), layout(11, 1, 1)));  // tp > KV heads
+    EXPECT_FALSE(pl::dist::plan(round_model(), round_machine(), layout(11, 1, 1)));  // tp > query heads
     EXPECT_FALSE(pl::dist::plan(round_model(), round_machine(), layout(1, 11, 1)));  // pp > layers
     PlanMachine none = round_machine();
     none.mem_gbps = 0;
