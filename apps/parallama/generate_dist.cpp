@@ -95,28 +95,20 @@ void print_report(const dist::GenerateResult& r, const dist::Placement& at) {
 
 int run_generate_dist(const GenerateOptions& o) {
     const char* cmd = "generate";
-    if (Status s = dist::init_world(); !s) return fail(cmd, s);
+    auto shard = load_rank_shard(cmd, o.model, o.parallel, o.threads);
+    if (!shard) return 1;
     dist::Comm& w = dist::world();
-    auto at = dist::place(o.parallel.layout, w.size(), w.rank());
-    if (!at) return w.rank() == 0 ? fail(cmd, at.status()) : 1;  // the same answer on every rank
-    apply_threads(o.threads);
-
-    auto file = gguf::File::open(o.model);
-    if (agree(cmd, file.status())) return 1;
-    auto cfg = ModelConfig::from_gguf(**file);
-    if (agree(cmd, cfg.status().with_context(o.model))) return 1;
-    if (agree(cmd, dist::validate_layout(at->layout, *cfg, split_units(**file, *cfg)).with_context(fmt::format("{} with {}", o.model, at->layout.str()))))
-        return 1;
-    dist::Grid grid = dist::Grid::create(w, *at);
-    auto model = Model::from_file(std::move(file).value(), dist::shard_of(*at, cfg->n_layers));
-    if (agree(cmd, model.status())) return 1;
+    const dist::Placement& at = shard->at;
+    dist::Grid& grid = shard->grid;
+    const Model& model = *shard->model;
+    const ModelConfig& cfg = model.config();
     const long rss_load = dist::proc_status_kib("VmRSS");
 
     // The tokenizer: world rank 0 encodes and prints, every replica root tests for end of generation.
     std::unique_ptr<Tokenizer> tok;
     Status tok_status;
-    if (at->replica_root()) {
-        auto t = Tokenizer::from_gguf((*model)->file());
+    if (at.replica_root()) {
+        auto t = Tokenizer::from_gguf(model.file());
         if (t) tok = std::move(t).value();
         tok_status = t.status().with_context("tokenizer");
     }
@@ -124,7 +116,7 @@ int run_generate_dist(const GenerateOptions& o) {
     dist::GenerateJob job;
     std::vector<std::string> texts;
     if (w.rank() == 0) {
-        auto prompts = encode_prompts(o, *tok, cfg->vocab_size, texts);
+        auto prompts = encode_prompts(o, *tok, cfg.vocab_size, texts);
         if (prompts) job.prompts = std::move(prompts).value();
         tok_status = prompts.status();
     }
@@ -136,7 +128,7 @@ int run_generate_dist(const GenerateOptions& o) {
     job.ignore_eos = o.ignore_eos;
     if (tok) job.is_eog = [&tok](int32_t id) { return tok->is_eog(id); };
 
-    auto r = dist::generate(grid, **model, job, rss_load);
+    auto r = dist::generate(grid, model, job, rss_load);
     if (agree(cmd, r.status())) return 1;
     if (w.rank() != 0) return 0;
 
@@ -159,8 +151,8 @@ int run_generate_dist(const GenerateOptions& o) {
     if (batch) std::fprintf(stderr, "batch: %zu sequences\n", r->outputs.size());
     std::fprintf(stderr, "generation: %d tokens in %.3f s (%.2f tokens/s aggregate)\n", r->tokens, r->wall_s,
                  r->wall_s > 0 ? r->tokens / r->wall_s : 0.0);
-    print_head_split(**model, at->layout.tp);
-    print_report(*r, *at);
+    print_head_split(model, at.layout.tp);
+    print_report(*r, at);
     return 0;
 }
 

@@ -2,6 +2,7 @@
 #include "parallel_options.h"
 
 #include "command.h"
+#include "common.h"
 
 #include "dist/comm.h"
 
@@ -39,6 +40,30 @@ int agree(std::string_view cmd, const Status& s) {
     if (mine && any_ok) fail(cmd, s.with_context(fmt::format("rank {}", w.rank())));
     if (mine && !any_ok && w.rank() == 0) fail(cmd, s);
     return 1;
+}
+
+std::optional<RankShard> load_rank_shard(std::string_view cmd, const std::string& model_path, const ParallelOptions& p, int threads) {
+    if (Status s = dist::init_world(); !s) {
+        fail(cmd, s);
+        return std::nullopt;
+    }
+    dist::Comm& w = dist::world();
+    auto at = dist::place(p.layout, w.size(), w.rank());
+    if (!at) {
+        if (w.rank() == 0) fail(cmd, at.status());  // the same answer on every rank
+        return std::nullopt;
+    }
+    apply_threads(threads);
+    auto file = gguf::File::open(model_path);
+    if (agree(cmd, file.status())) return std::nullopt;
+    auto cfg = ModelConfig::from_gguf(**file);
+    if (agree(cmd, cfg.status().with_context(model_path))) return std::nullopt;
+    if (agree(cmd, dist::validate_layout(at->layout, *cfg, split_units(**file, *cfg)).with_context(fmt::format("{} with {}", model_path, at->layout.str()))))
+        return std::nullopt;
+    dist::Grid grid = dist::Grid::create(w, *at);
+    auto model = Model::from_file(std::move(file).value(), dist::shard_of(*at, cfg->n_layers));
+    if (agree(cmd, model.status())) return std::nullopt;
+    return RankShard{*at, std::move(grid), std::move(model).value()};
 }
 
 }  // namespace pl::cli

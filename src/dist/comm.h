@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace pl::dist {
@@ -49,6 +50,11 @@ public:
     // The largest v over the ranks (used to agree on failures).
     int allreduce_max(int v);
     void bcast(void* data, size_t bytes, int root);
+    // bcast() for ranks that may wait long for the root (a server's peers between requests):
+    // they poll, napping between polls (backing off to 1 ms), instead of spinning on a core.
+    // Every rank of the communicator must call bcast_idle for the same broadcast (a non-blocking
+    // collective, MPI_Ibcast, does not match a blocking one).
+    void bcast_idle(void* data, size_t bytes, int root);
     void barrier();
     // A barrier that sleeps (1 ms polls) while it waits, so that ranks waiting for rank 0 (the
     // bench's machine probe, a model being written) leave the cores to it instead of spinning.
@@ -64,6 +70,15 @@ public:
     void wait_sends();
     // Receives the next message from src with tag (any size).
     std::vector<uint8_t> recv(int src, int tag);
+    static constexpr int kAnySource = -1;
+    struct Message {
+        int src = -1;
+        std::vector<uint8_t> bytes;
+    };
+    // The next message with `tag` from src (kAnySource: from any rank) if one has arrived.
+    std::optional<Message> try_recv(int src, int tag);
+    // Waits for the next message with `tag` from src, napping as bcast_idle() does.
+    Message recv_idle(int src, int tag);
 
     const CommStats& stats() const { return stats_; }
 
@@ -85,6 +100,14 @@ Status init_world();
 Comm& world();
 // Ends every rank of the job now (MPI_Abort) with `code`; std::exit without MPI.
 [[noreturn]] void abort_world(int code);
+// An error inside a distributed loop (every rank runs the same steps, so it is not a user error
+// that only some ranks see): prints "parallama: error: rank R: ..." and ends the whole job now
+// (abort_world(1)) rather than leave the peers waiting.
+[[noreturn]] void fatal(const Status& s);
+// Fault injection for the tests: true on the world rank named by $PARALLAMA_FAULT_RANK, which
+// then calls fault_exit() after its first forward step: the rank dies abruptly (std::_Exit(3)).
+bool is_fault_rank(int world_rank);
+[[noreturn]] void fault_exit(int world_rank);
 // "Open MPI v4.1.4" or "none".
 const char* mpi_library();
 

@@ -51,18 +51,11 @@ std::vector<std::vector<int32_t>> unpack_lists(const int32_t* p) {
     return v;
 }
 
-// An error inside the distributed loop (the same entries run on every rank, so it cannot be a
-// user error that only some ranks see): end the whole job now rather than leave peers waiting.
-[[noreturn]] void fatal(const Placement& at, const Status& s) {
-    std::fprintf(stderr, "parallama: error: rank %d: %s\n", at.world_rank, s.message().c_str());
-    abort_world(1);
-}
-
 // One rank's part of a replica's schedule: runs work items through its stage.
 class StageRunner {
 public:
     StageRunner(Grid& g, Session& s, const ModelConfig& c) : g_(g), s_(s), dim_(c.dim), vocab_(c.vocab_size) {
-        if (const char* f = std::getenv("PARALLAMA_FAULT_RANK"); f && std::atoi(f) == g.at.world_rank) fault_ = true;
+        fault_ = is_fault_rank(g.at.world_rank);
     }
 
     // Runs `e` through this stage (x_in: the previous stage's hidden states, null on stage 0) and
@@ -77,13 +70,10 @@ public:
         out.resize(at.last_stage() ? n_logits * static_cast<size_t>(vocab_) : n * static_cast<size_t>(dim_));
         const auto t0 = Clock::now();
         const double tp0 = g_.tp.stats().seconds;
-        if (Status st = s_.decode_stage(e, x_in, out.data()); !st) fatal(at, st);
+        if (Status st = s_.decode_stage(e, x_in, out.data()); !st) fatal(st);
         compute_s_ += since(t0) - (g_.tp.stats().seconds - tp0);
         ++steps_;
-        if (fault_) {  // fault injection for the tests: this rank dies mid-run
-            std::fprintf(stderr, "parallama: rank %d exits on purpose (PARALLAMA_FAULT_RANK)\n", at.world_rank);
-            std::_Exit(3);
-        }
+        if (fault_) fault_exit(at.world_rank);  // fault injection for the tests: this rank dies mid-run
         if (!at.last_stage()) {
             send_item(h, e, hidden_.data());
         } else if (at.layout.pp > 1 && at.tp_rank == 0) {
@@ -275,7 +265,7 @@ Result<GenerateResult> generate(Grid& g, const Model& model, const GenerateJob& 
             return err("the longest prompt ({} tokens) + -n {} exceeds the context size {}", longest, job.n_predict, n_ctx);
         const int n_seq = static_cast<int>(mine.size());
         auto session = Session::create(model, n_ctx, false, 0, n_seq);
-        if (!session) fatal(at, session.status());
+        if (!session) fatal(session.status());
         MpiTensorParallel tp(g.tp, at.layout.reduce, static_cast<size_t>((*session)->n_batch()) * static_cast<size_t>(c.dim));
         if (at.layout.tp > 1) (*session)->set_tensor_parallel(&tp);
         StageRunner stage(g, **session, c);
@@ -316,7 +306,7 @@ Result<GenerateResult> generate(Grid& g, const Model& model, const GenerateJob& 
                 if (!same_prompt) {
                     res.outputs[i] = theirs[j];
                 } else if (theirs[j] != res.outputs[0]) {
-                    fatal(at, err("data-parallel replica {} generated other tokens than replica 0 for the same prompt", d));
+                    fatal(err("data-parallel replica {} generated other tokens than replica 0 for the same prompt", d));
                 }
             }
         }

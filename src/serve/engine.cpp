@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 #include "serve/engine.h"
 
+#include "core/check.h"
 #include "core/log.h"
 
 #include <algorithm>
+#include <chrono>
 #include <unordered_set>
 
 namespace pl {
@@ -24,11 +26,45 @@ void RequestStream::push(StreamEvent e) {
     cv_.notify_all();
 }
 
+LocalBackend::LocalBackend(Session& session, SchedulerOptions o, SessionGroup* group)
+    : session_(session), sched_(session, o), group_(group) {
+    sched_.set_group(group);
+}
+
+Result<bool> LocalBackend::step(const std::function<void(int, double)>& on_step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = sched_.step();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (r && *r && on_step) on_step(sched_.last_batch(), secs);
+    return r;
+}
+
+void LocalBackend::stats(EngineStats& s) const {
+    s.queued = sched_.queued();
+    s.running = sched_.running();
+    s.last_batch = sched_.last_batch();
+    s.kv_blocks_used = session_.kv_blocks_used();
+    s.kv_blocks_total = session_.kv_blocks_total();
+    s.steps = sched_.steps();
+    s.n_seq = session_.n_seq();
+}
+
+void LocalBackend::close() {
+    if (group_) group_->close();
+}
+
 Engine::Engine(Session& session, SchedulerOptions o, std::function<void(int, double)> on_step)
-    : session_(session), sched_(session, o), opts_(o), on_step_(std::move(on_step)) {
-    snap_.kv_blocks_total = session.kv_blocks_total();
-    snap_.n_seq = session.n_seq();
-    thread_ = std::thread([this] { loop(); });
+    : Engine(std::make_unique<LocalBackend>(session, o), o, std::move(on_step), true) {}
+
+Engine::Engine(std::unique_ptr<EngineBackend> backend, SchedulerOptions o, std::function<void(int, double)> on_step, bool own_thread)
+    : backend_(std::move(backend)), opts_(o), on_step_(std::move(on_step)) {
+    backend_->stats(snap_);
+    if (own_thread) thread_ = std::thread([this] { loop(); });
+}
+
+void Engine::run() {
+    PL_CHECK(!thread_.joinable(), "Engine::run() on an engine that has its own thread");
+    loop();
 }
 
 Engine::~Engine() { shutdown(std::chrono::milliseconds(0)); }
@@ -72,14 +108,21 @@ EngineStats Engine::stats() const {
 }
 
 void Engine::loop() {
-    std::unordered_set<int64_t> cancelled;  // ids already passed to the scheduler's cancel()
-    bool busy = false;
+    std::unordered_set<int64_t> cancelled;  // ids already passed to the backend's cancel()
+    bool busy = false, poll = false;
+    // Work that only other ranks are doing (remote replicas) is polled for at this interval; a
+    // submission still wakes the loop at once.
+    constexpr auto kPoll = std::chrono::microseconds(500);
     while (true) {
         std::vector<Pending> incoming;
         bool stopping = false;
         {
             std::unique_lock lk(mu_);
-            cv_.wait(lk, [&] { return stop_ || !inbox_.empty() || busy; });
+            const auto ready = [&] { return stop_ || !inbox_.empty() || (busy && !poll); };
+            if (poll)
+                cv_.wait_for(lk, kPoll, ready);
+            else
+                cv_.wait(lk, ready);
             stopping = stop_;
             incoming.swap(inbox_);
         }
@@ -88,10 +131,12 @@ void Engine::loop() {
                 p.reply->set_value({nullptr, SubmitError::ShuttingDown, "the server is shutting down"});
                 continue;
             }
-            if (sched_.queued() >= opts_.max_queue) {
+            if (backend_->queue_full(opts_.max_queue)) {
+                EngineStats now;
+                backend_->stats(now);
                 p.reply->set_value({nullptr, SubmitError::QueueFull,
                                     fmt::format("too many requests waiting ({} queued, {} running); try again later",
-                                                sched_.queued(), sched_.running())});
+                                                now.queued, now.running)});
                 continue;
             }
             std::shared_ptr<RequestStream> st = p.stream;
@@ -106,7 +151,7 @@ void Engine::loop() {
                 auto it = std::find_if(live_.begin(), live_.end(), [&](const auto& s) { return s.get() == raw; });
                 if (it != live_.end()) live_.erase(it);
             };
-            auto id = sched_.submit(std::move(p.req));
+            auto id = backend_->submit(std::move(p.req));
             if (!id) {
                 p.reply->set_value({nullptr, SubmitError::Invalid, id.error_message()});
                 continue;
@@ -115,29 +160,26 @@ void Engine::loop() {
             live_.push_back(st);
             p.reply->set_value({st, SubmitError::None, {}});
         }
-        for (const auto& s : live_)
-            if ((stopping || s->abandoned()) && cancelled.insert(s->id()).second) sched_.cancel(s->id());
+        // (a copy: a cancellation may end the request, and its on_done edits live_)
+        for (const auto live = live_; const auto& s : live)
+            if ((stopping || s->abandoned()) && cancelled.insert(s->id()).second) backend_->cancel(s->id());
 
-        const auto t0 = std::chrono::steady_clock::now();
-        auto r = sched_.step();
-        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        auto r = backend_->step(on_step_);
         if (!r) PL_LOG_ERROR("serve: forward step failed: {}", r.error_message());
-        else if (*r && on_step_) on_step_(sched_.last_batch(), secs);
         // Ids of finished requests are never reused, so the set only needs live ids.
         std::erase_if(cancelled, [&](int64_t id) {
             return std::none_of(live_.begin(), live_.end(), [&](const auto& s) { return s->id() == id; });
         });
-        busy = sched_.queued() > 0 || sched_.running() > 0;
+        busy = backend_->busy();
+        poll = busy && r && !*r;
         {
             std::lock_guard lk(mu_);
-            snap_.queued = sched_.queued();
-            snap_.running = sched_.running();
-            snap_.last_batch = (r && *r) ? sched_.last_batch() : 0;
-            snap_.kv_blocks_used = session_.kv_blocks_used();
-            snap_.steps = sched_.steps();
+            backend_->stats(snap_);
+            if (!(r && *r)) snap_.last_batch = 0;
         }
         if (stopping) break;
     }
+    backend_->close();
 }
 
 }  // namespace pl

@@ -4,6 +4,12 @@
 // tokens from its RequestStream. Handlers never touch the Session: submissions and cancellations
 // wait in an inbox that the engine thread drains before every step, so a step is never blocked
 // by a handler and a handler waits at most one step for its request to be queued.
+//
+// What the engine thread drives is an EngineBackend: one Scheduler over a local Session, or,
+// under mpirun, data-parallel replicas (serve/dist_serve.h). The engine thread is the only one
+// that calls the backend, so under MPI it is the only thread that makes MPI calls: the engine
+// then runs on the caller's thread (run(), the thread that initialised MPI, as
+// MPI_THREAD_FUNNELED requires) and the HTTP server on another.
 #pragma once
 
 #include "core/status.h"
@@ -52,6 +58,12 @@ private:
     int64_t id_ = -1;
 };
 
+// One data-parallel replica's share of the work (serve under mpirun with --dp).
+struct ReplicaLoad {
+    int64_t requests = 0;  // requests sent to it so far
+    int outstanding = 0;   // sent and not finished
+};
+
 struct EngineStats {
     int queued = 0;          // waiting for a sequence slot / KV blocks
     int running = 0;         // sequences in the batch
@@ -60,6 +72,48 @@ struct EngineStats {
     int kv_blocks_total = 0;
     int64_t steps = 0;
     int n_seq = 0;
+    std::vector<ReplicaLoad> replicas;  // empty with a single replica
+};
+
+// What the engine thread drives. Every call comes from the engine thread; the callbacks of a
+// submitted request (on_token, on_done) run on it too, from step().
+class EngineBackend {
+public:
+    virtual ~EngineBackend() = default;
+    // Queues `r`; an error when the request is invalid. Returns the request id.
+    virtual Result<int64_t> submit(SchedRequest r) = 0;
+    // True when a request must be refused now because the queue is full.
+    virtual bool queue_full(int max_queue) const = 0;
+    virtual void cancel(int64_t id) = 0;
+    // Does what there is to do: one forward step, messages from other ranks. Calls on_step(batch,
+    // seconds) after each forward step. False when it did nothing.
+    virtual Result<bool> step(const std::function<void(int, double)>& on_step) = 0;
+    // Requests are queued or running here; with work elsewhere only (remote replicas), step()
+    // may return false and the engine polls again soon.
+    virtual bool busy() const = 0;
+    virtual void stats(EngineStats& s) const = 0;
+    // The engine stops: no call follows (the peers of a distributed backend are told to stop).
+    virtual void close() {}
+};
+
+// The one-replica backend: a Scheduler over `session`; with a group (serve under mpirun) every
+// forward step runs on all the ranks of the replica.
+class LocalBackend final : public EngineBackend {
+public:
+    LocalBackend(Session& session, SchedulerOptions o, SessionGroup* group = nullptr);
+    Result<int64_t> submit(SchedRequest r) override { return sched_.submit(std::move(r)); }
+    bool queue_full(int max_queue) const override { return sched_.queued() >= max_queue; }
+    void cancel(int64_t id) override { sched_.cancel(id); }
+    Result<bool> step(const std::function<void(int, double)>& on_step) override;
+    bool busy() const override { return sched_.queued() > 0 || sched_.running() > 0; }
+    void stats(EngineStats& s) const override;
+    void close() override;
+    Scheduler& scheduler() { return sched_; }
+
+private:
+    Session& session_;
+    Scheduler sched_;
+    SessionGroup* group_;
 };
 
 enum class SubmitError { None, QueueFull, ShuttingDown, Invalid };
@@ -73,8 +127,15 @@ struct SubmitResult {
 class Engine {
 public:
     // `on_step(entries, seconds)` runs on the engine thread after every forward step (metrics).
+    // One Scheduler over `session`, on a thread of its own.
     Engine(Session& session, SchedulerOptions o, std::function<void(int, double)> on_step = {});
+    // Drives `backend`: on a thread of its own (own_thread), or on whichever thread calls run().
+    Engine(std::unique_ptr<EngineBackend> backend, SchedulerOptions o, std::function<void(int, double)> on_step, bool own_thread);
     ~Engine();  // stops the thread; running requests end Cancelled
+
+    // The engine loop on the calling thread (an engine made without a thread of its own), until
+    // shutdown(); the backend's close() is its last call.
+    void run();
 
     // Thread-safe. Queues the request (its on_token / on_done are replaced by the stream).
     SubmitResult submit(SchedRequest r);
@@ -91,8 +152,7 @@ private:
         std::promise<SubmitResult>* reply = nullptr;
     };
 
-    Session& session_;
-    Scheduler sched_;
+    std::unique_ptr<EngineBackend> backend_;
     SchedulerOptions opts_;
     std::function<void(int, double)> on_step_;
 

@@ -91,6 +91,14 @@ std::string ServerMetrics::render(const EngineStats& s) const {
     scalar("parallama_batch_size", "gauge", "Tokens in the last forward step.", s.last_batch);
     scalar("parallama_kv_blocks_used", "gauge", "KV cache blocks held by sequences.", s.kv_blocks_used);
     scalar("parallama_kv_blocks_total", "gauge", "KV cache blocks in the pool.", s.kv_blocks_total);
+    if (!s.replicas.empty()) {  // serve --dp under mpirun
+        head("parallama_replica_requests_total", "counter", "Requests sent to each data-parallel replica.");
+        for (size_t d = 0; d < s.replicas.size(); ++d)
+            o += fmt::format("parallama_replica_requests_total{{replica=\"{}\"}} {}\n", d, s.replicas[d].requests);
+        head("parallama_replica_outstanding_requests", "gauge", "Requests sent to each replica and not finished yet.");
+        for (size_t d = 0; d < s.replicas.size(); ++d)
+            o += fmt::format("parallama_replica_outstanding_requests{{replica=\"{}\"}} {}\n", d, s.replicas[d].outstanding);
+    }
     head("parallama_time_to_first_token_seconds", "histogram", "Request arrival to its first generated token.");
     ttft_.render(o, "parallama_time_to_first_token_seconds");
     head("parallama_time_per_output_token_seconds", "histogram", "Mean time between a request's tokens after the first.");

@@ -27,7 +27,7 @@ int Scheduler::running() const {
     return n;
 }
 
-Result<int64_t> Scheduler::submit(SchedRequest r) {
+Status Scheduler::check(const SchedRequest& r) const {
     const ModelConfig& c = session_.config();
     if (r.prompt.empty()) return err("the prompt is empty");
     if (r.max_tokens < 1) return err("max_tokens must be at least 1 (got {})", r.max_tokens);
@@ -41,7 +41,11 @@ Result<int64_t> Scheduler::submit(SchedRequest r) {
     if (blocks_for(static_cast<int>(total)) > session_.kv_blocks_total())
         return err("the prompt + max_tokens ({} tokens) is more than the whole KV cache ({} tokens)", total,
                    session_.kv_blocks_total() * Session::kKvBlock);
-    PL_TRY(r.sampling.validate());
+    return r.sampling.validate();
+}
+
+Result<int64_t> Scheduler::submit(SchedRequest r) {
+    PL_TRY(check(r));
     if (static_cast<int>(queue_.size()) >= o_.max_queue) return err("too many queued requests ({}); try again later", queue_.size());
     const int64_t id = next_id_++;
     queue_.emplace_back(id, std::move(r));
@@ -57,7 +61,10 @@ void Scheduler::cancel(int64_t id) {
 
 void Scheduler::finish(Seq& s, FinishReason why) {
     const int slot = static_cast<int>(&s - seqs_.data());
-    session_.seq_free(slot);
+    if (group_)
+        group_->seq_free(slot);
+    else
+        session_.seq_free(slot);
     promised_ -= s.reserved_blocks;
     s.active = false;
     if (s.req.on_done) s.req.on_done(why, s.generated);
@@ -124,7 +131,7 @@ Result<bool> Scheduler::step() {
     if (entries.empty()) return false;
     // decode() lists logits in entry order, which is the order `owners` was built in.
     logits_.resize(owners.size() * static_cast<size_t>(vocab));
-    if (Status st = session_.decode(entries, logits_.data()); !st) {
+    if (Status st = group_ ? group_->decode(entries, logits_.data()) : session_.decode(entries, logits_.data()); !st) {
         for (Seq& s : seqs_)
             if (s.active) finish(s, FinishReason::Error);
         return st;

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <span>
 #include <vector>
 
 namespace pl {
@@ -31,6 +32,22 @@ struct SchedRequest {
     std::function<void(FinishReason reason, int n_generated)> on_done;
 };
 
+// The scheduler's Session when it is one part of a distributed model (serve under mpirun,
+// serve/dist_serve.h): the calls that change the session go here instead, and run on every rank
+// that holds a part of the model (tensor-parallel peers, pipeline stages), so that the forward
+// pass's collectives join them and every part's KV cache stays in the same state. Called on the
+// scheduler's thread.
+class SessionGroup {
+public:
+    virtual ~SessionGroup() = default;
+    // Session::decode() over the whole group; the logits come back here.
+    virtual Status decode(std::span<const BatchEntry> entries, float* logits_out) = 0;
+    // Session::seq_free() on every part.
+    virtual void seq_free(int seq) = 0;
+    // The group's last use (the server stops): the other ranks stop too. Called by the engine.
+    virtual void close() {}
+};
+
 struct SchedulerOptions {
     int max_queue = 64;       // waiting requests beyond this are refused
     int step_tokens = 64;     // tokens per forward step (decode tokens first, then prefill chunks)
@@ -42,9 +59,13 @@ public:
     // The session's n_seq() is the number of concurrent sequences; its KV pool bounds the tokens.
     Scheduler(Session& session, SchedulerOptions o);
 
-    // Queues a request; errors: empty prompt, max_tokens < 1, prompt + max_tokens beyond the
-    // context, more than the whole KV pool, queue full. Returns the request id.
+    // Queues a request; errors: those of check(), queue full. Returns the request id.
     Result<int64_t> submit(SchedRequest r);
+    // Whether this scheduler could take `r`: errors for an empty prompt, max_tokens < 1, a token
+    // id out of range, prompt + max_tokens beyond the context or the whole KV pool, bad sampling.
+    Status check(const SchedRequest& r) const;
+    // Not owned; null (the default): the Session alone.
+    void set_group(SessionGroup* g) { group_ = g; }
     // Cancels a queued or running request (its on_done gets Cancelled at the next step).
     void cancel(int64_t id);
     // One forward step over every running sequence; false when there was nothing to do.
@@ -72,6 +93,7 @@ private:
     int blocks_for(int tokens) const { return (tokens + Session::kKvBlock - 1) / Session::kKvBlock; }
 
     Session& session_;
+    SessionGroup* group_ = nullptr;
     SchedulerOptions o_;
     std::deque<std::pair<int64_t, SchedRequest>> queue_;
     std::vector<int64_t> cancel_queued_;

@@ -9,6 +9,7 @@
 #include "sampling/sampler.h"
 #include "serve/scheduler.h"
 
+#include <algorithm>
 #include <map>
 
 namespace {
@@ -190,3 +191,65 @@ TEST_F(SchedulerTest, LimitsCancelAndQueue) {
 }
 
 }  // namespace
+
+// What serve under mpirun relies on (serve/dist_serve.h): the calls a SessionGroup gets, run on
+// the scheduler's session and replayed on a second session of the same model (a peer), keep the
+// two exactly alike: the same logits (so the same greedy tokens, in the order the scheduler emits
+// them) and the same KV blocks in use before every step and at the end.
+TEST_F(SchedulerTest, GroupCallsReplayTheSessionExactly) {
+    auto a = pl::Session::create(*model_, 256, false, 0, 3);
+    auto b = pl::Session::create(*model_, 256, false, 0, 3);
+    ASSERT_TRUE(a && b);
+    struct Replay final : pl::SessionGroup {
+        pl::Session& main;
+        pl::Session& peer;
+        std::vector<int32_t> tokens;  // argmax of every logits row of the peer, in step order
+        int steps = 0, frees = 0;
+        Replay(pl::Session& m, pl::Session& p) : main(m), peer(p) {}
+        pl::Status decode(std::span<const pl::BatchEntry> e, float* logits_out) override {
+            EXPECT_EQ(peer.kv_blocks_used(), main.kv_blocks_used());
+            const size_t vocab = static_cast<size_t>(peer.config().vocab_size);
+            std::vector<float> logits(e.size() * vocab);
+            EXPECT_TRUE(peer.decode(e, logits.data()).is_ok());
+            size_t row = 0;
+            for (const pl::BatchEntry& x : e) {
+                if (!x.logits) continue;
+                const float* r = logits.data() + row++ * vocab;
+                tokens.push_back(static_cast<int32_t>(std::max_element(r, r + vocab) - r));
+            }
+            ++steps;
+            return main.decode(e, logits_out);
+        }
+        void seq_free(int seq) override {
+            main.seq_free(seq);
+            peer.seq_free(seq);
+            ++frees;
+        }
+    } replay(**a, **b);
+    pl::SchedulerOptions o;
+    o.step_tokens = 16;
+    o.prefill_chunk = 6;
+    pl::Scheduler sched(**a, o);
+    sched.set_group(&replay);
+    std::vector<int32_t> emitted;
+    int done = 0;
+    for (int i = 0; i < 5; ++i) {  // 5 requests over 3 slots: slots are freed and reused
+        pl::SchedRequest r;
+        r.prompt = prompt_of(i, 5 + 7 * i);
+        r.max_tokens = 6 + 3 * i;
+        r.sampling.temperature = 0;
+        r.on_token = [&emitted](int32_t t) {
+            emitted.push_back(t);
+            return true;
+        };
+        r.on_done = [&done](pl::FinishReason, int) { ++done; };
+        ASSERT_TRUE(sched.submit(std::move(r)));
+    }
+    for (int guard = 0; done < 5 && guard < 1000; ++guard) ASSERT_TRUE(sched.step());
+    EXPECT_EQ(done, 5);
+    EXPECT_EQ(replay.steps, sched.steps());
+    EXPECT_EQ(replay.frees, 5);
+    EXPECT_EQ(replay.tokens, emitted);
+    EXPECT_EQ((*b)->kv_blocks_used(), 0);
+    EXPECT_EQ((*a)->kv_blocks_used(), 0);
+}

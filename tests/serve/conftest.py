@@ -5,15 +5,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from server_proc import Server, demo_model, require_data  # noqa: E402
-
-
-def _need(what, ok):
-    if ok:
-        return
-    if require_data():
-        pytest.fail(f"missing for the serve tests: {what}")
-    pytest.skip(f"{what} not available")
+from server_proc import Server, demo_model, need as _need  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -24,14 +24,25 @@ def require_data():
     return os.environ.get("PARALLAMA_REQUIRE_TEST_DATA") == "1"
 
 
-class Server:
-    """`parallama serve -m MODEL --port 0 ARGS...`; .url is its base URL once it listens."""
+def need(what, ok):
+    """Skips the test when `ok` is false (fails it under PARALLAMA_REQUIRE_TEST_DATA=1)."""
+    import pytest
+    if ok:
+        return
+    if require_data():
+        pytest.fail(f"missing for the tests: {what}")
+    pytest.skip(f"{what} not available")
 
-    def __init__(self, model, *args, threads=None):
-        cmd = [parallama_bin(), "serve", "-m", model, "--port", "0", *args]
+
+class Server:
+    """`parallama serve -m MODEL --port 0 ARGS...`; .url is its base URL once it listens.
+    `launcher` goes before the command (mpirun and its flags), `env` replaces the environment."""
+
+    def __init__(self, model, *args, threads=None, launcher=(), env=None):
+        cmd = [*launcher, parallama_bin(), "serve", "-m", model, "--port", "0", *args]
         if threads:
             cmd += ["-t", str(threads)]
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
         self.log = []
         deadline = time.time() + 60
         port = None
