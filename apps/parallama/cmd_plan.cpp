@@ -117,27 +117,37 @@ dist::PlanLink link_of(const json& l) {
 // ranks sharing the node (each rank gets 1/ranks of the bandwidth measured at threads x ranks),
 // the decode kernels' efficiency (median % of roofline of the single-process tg rows at batch 1)
 // and the MPI link (the report's allreduce probe, run under mpirun).
-Result<dist::PlanMachine> from_profile(const json& rep, int threads, int ranks) {
+// The ranks of a layout that stream weights at the same time: a tp group per busy stage per
+// replica (with fewer micro-batches than stages, only that many stages work at once).
+int busy_ranks(const dist::PlanLayout& l) {
+    const int m = l.micro_batches > 0 ? l.micro_batches : std::min(l.batch, l.pp);
+    return l.tp * std::min(m, l.pp) * l.dp;
+}
+
+Result<dist::PlanMachine> from_profile(const json& rep, int threads, int ranks, int busy) {
     dist::PlanMachine hw;
     hw.name = "profile";
     const json& m = rep.at("machine");
     const int cores = m.value("cores", 1);
     if (threads <= 0) threads = std::max(1, cores / ranks);
+    busy = std::clamp(busy, 1, ranks);
     auto at = [&](const char* list, const char* key, int t) {
         double v = 0;
         for (const auto& x : m.at(list))
             if (x.value("threads", 0) == t) v = x.value(key, 0.0);
         return v;
     };
-    const int total = threads * ranks;
+    // The busy ranks share what their threads measured together, and no more than all the cores
+    // measured (ranks oversubscribing the node share the cores).
+    const int total = std::min(threads * busy, cores);
     double bw = at("bandwidth", "best_gbps", total);
     if (bw > 0) {
-        hw.mem_gbps = bw / ranks;
+        hw.mem_gbps = bw / busy;
     } else {
         hw.mem_gbps = at("bandwidth", "best_gbps", threads);
     }
     double i8 = at("peak", "int8_gops", total);
-    hw.int8_gops = i8 > 0 ? i8 / ranks : at("peak", "int8_gops", threads);
+    hw.int8_gops = i8 > 0 ? i8 / busy : at("peak", "int8_gops", threads);
     if (hw.mem_gbps <= 0 || hw.int8_gops <= 0) return err("the report has no probe figures for {} threads", threads);
     std::vector<double> eff;
     for (const auto& r : rep.at("results"))
@@ -219,7 +229,8 @@ int run_validate(const PlanCliOptions& o) {
         l.batch = row.value("batch", 1);
         l.ctx = row.value("tokens", 16) / 2;
         const int t = row.value("threads", 1);
-        auto hw = from_profile(prof_rep, t, l.tp * l.pp * l.dp);
+        if (row.contains("layout") && row["layout"].contains("micro_batches")) l.micro_batches = row["layout"]["micro_batches"];
+        auto hw = from_profile(prof_rep, t, l.tp * l.pp * l.dp, busy_ranks(l));
         if (!hw) return fail("plan", hw.status());
         apply_flags(o, *hw);
         auto r = dist::plan(*m, *hw, l);
@@ -266,7 +277,7 @@ int run_plan(const PlanCliOptions& o) {
         if (!o.profile.empty()) {
             auto rep = read_json(o.profile);
             if (!rep) return fail("plan", rep.status());
-            auto p = from_profile(*rep, o.threads, tp * pp * dp);
+            auto p = from_profile(*rep, o.threads, tp * pp * dp, busy_ranks(l));
             if (!p) return fail("plan", p.status());
             hw = *p;
         } else if (!o.preset.empty()) {
