@@ -90,9 +90,9 @@ echo "slow-link: $ranks ranks in namespaces $(ns 0)..$(ns $((ranks - 1))), $net/
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # More ranks than cores: waiting ranks must yield, or they busy-poll the cores away from the ranks
 # that compute (docs/parallelism.md measured 3-4x slower runs).
-if ((ranks > $(nproc))) && [ -z "${OMPI_MCA_mpi_yield_when_idle:-}" ]; then
+if ((ranks > $(getconf _NPROCESSORS_ONLN))) && [ -z "${OMPI_MCA_mpi_yield_when_idle:-}" ]; then
   export OMPI_MCA_mpi_yield_when_idle=1
-  echo "slow-link: $ranks ranks on $(nproc) cores: OMPI_MCA_mpi_yield_when_idle=1" >&2
+  echo "slow-link: $ranks ranks on $(getconf _NPROCESSORS_ONLN) cores: OMPI_MCA_mpi_yield_when_idle=1" >&2
 fi
 # --bind-to none: each namespace's daemon believes it has the whole machine and would bind its
 # rank to core 0, putting every rank on one core. osc pt2pt: Open MPI 4.1's default window
