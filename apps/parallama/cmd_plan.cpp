@@ -229,7 +229,6 @@ int run_validate(const PlanCliOptions& o) {
         l.batch = row.value("batch", 1);
         l.ctx = row.value("tokens", 16) / 2;
         const int t = row.value("threads", 1);
-        if (row.contains("layout") && row["layout"].contains("micro_batches")) l.micro_batches = row["layout"]["micro_batches"];
         auto hw = from_profile(prof_rep, t, l.tp * l.pp * l.dp, busy_ranks(l));
         if (!hw) return fail("plan", hw.status());
         apply_flags(o, *hw);
