@@ -75,6 +75,8 @@ void configure_tiles() {
 }
 
 // C set `set` (tmm0/1 or tmm2/3) = A(a0) x B(b0), A(a1) x B(b1): two groups' exact sub-block dots.
+// Two spelled-out copies because GCC's _tile_* macros paste the tile number into the asm text:
+// it must be a literal (a template parameter does not assemble).
 inline void tiles_dot(int set, const uint8_t* a0, const uint8_t* b0, const uint8_t* a1, const uint8_t* b1, size_t ldb) {
     if (set == 0) {
         _tile_zero(0);
