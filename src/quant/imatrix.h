@@ -18,6 +18,7 @@
 #pragma once
 
 #include "core/status.h"
+#include "quant/q3_5.h"
 
 #include <cstdint>
 #include <map>
@@ -45,7 +46,8 @@ struct Imatrix {
 
 inline constexpr const char* kImatrixSuffix = ".in_sum2";
 inline constexpr const char* kImatrixCovSuffix = ".in_cov";
-inline constexpr int kImatrixCovGroup = 256;
+// The covariance groups are q3.5's rotation groups (the quantizer that uses them).
+inline constexpr int kImatrixCovGroup = kQ3_5Group;
 
 // Reads and validates an imatrix GGUF: every "*.in_sum2" tensor is F32 with ne = [cols] (or
 // [cols, 1]) and holds finite values >= 0; metadata keys, when present, have the types above.
