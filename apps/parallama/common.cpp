@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 #include "common.h"
 
+#include "core/cpu_budget.h"
 #include "kernels/cpu/ops.h"
 #include "model/llama.h"
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 
@@ -47,7 +49,7 @@ std::string g_kv_type = "f32";
 }
 
 void add_threads_option(CLI::App& app, int& threads) {
-    app.add_option("-t,--threads", threads, "Threads (0 = all cores)")->check(CLI::Range(0, 4096))->capture_default_str();
+    app.add_option("-t,--threads", threads, "Threads (0 = all cores, fewer while other processes keep cores busy)")->check(CLI::Range(0, 4096))->capture_default_str();
     app.add_option("--threading", g_threading,
                    "How a matrix product is split over the threads: rows | nested | tiled | tasks (docs/performance.md)")
         ->check(CLI::IsMember({"rows", "nested", "tiled", "tasks"}))
@@ -57,9 +59,21 @@ void add_threads_option(CLI::App& app, int& threads) {
         ->capture_default_str();
 }
 
-void apply_threads(int threads) {
-    if (threads > 0) omp_set_num_threads(threads);
-    if (auto t = parse_threading(g_threading)) set_matmul_threading(*t);
+void apply_threads(int threads, bool adaptive) {
+    const auto strategy = parse_threading(g_threading);
+    if (threads > 0) {
+        omp_set_num_threads(threads);
+    } else {
+        // The default: every core we may run on (affinity, OMP_NUM_THREADS), capped by a cgroup CPU
+        // quota; in a single process also fewer while other processes keep cores busy
+        // (core/cpu_budget.h). An explicit OMP_NUM_THREADS is a fixed count, like -t. `nested`
+        // splits rows by the team's parity, so its team is not resized mid-run.
+        int base = omp_get_max_threads();
+        if (auto q = cgroup_cpu_limit()) base = std::min(base, *q);
+        omp_set_num_threads(base);
+        if (adaptive && !std::getenv("OMP_NUM_THREADS") && strategy != Threading::Nested) install_thread_governor(base);
+    }
+    if (strategy) set_matmul_threading(*strategy);
     if (auto k = parse_kv_type(g_kv_type)) set_default_kv_type(*k);
 }
 

@@ -23,6 +23,7 @@ void add_sampling_options(CLI::App& app, SamplingParams& p);
 // -t/--threads (OpenMP threads, 0 = all cores), --threading (matmul strategy) and --kv-type
 // (KV cache element type); apply_threads() applies all three.
 void add_threads_option(CLI::App& app, int& threads);
-void apply_threads(int threads);
+// adaptive: -t 0 may shrink and regrow with other processes' load (core/cpu_budget.h); false under MPI.
+void apply_threads(int threads, bool adaptive = true);
 
 }  // namespace pl::cli

@@ -53,7 +53,7 @@ std::optional<RankShard> load_rank_shard(std::string_view cmd, const std::string
         if (w.rank() == 0) fail(cmd, at.status());  // the same answer on every rank
         return std::nullopt;
     }
-    apply_threads(threads);
+    apply_threads(threads, /*adaptive=*/false);  // the other ranks on a node are our own job
     auto file = gguf::File::open(model_path);
     if (agree(cmd, file.status())) return std::nullopt;
     auto cfg = ModelConfig::from_gguf(**file);

@@ -6,6 +6,7 @@
 #include "quant/formats.h"
 #include "quant/imatrix.h"
 #include "quant/q3_5.h"
+#include "core/cpu_budget.h"
 #include "core/log.h"
 #include "eval/imatrix_collect.h"
 #include "model/llama.h"
@@ -161,6 +162,7 @@ Status convert_tensor(const Plan& p, std::span<uint8_t> out, bool stats) {
     if (!src_rb || !dst_rb || *dst_rb * static_cast<uint64_t>(rows) != out.size())
         return err("tensor '{}': row length {} does not fit {} -> {}", t.name, cols, src_tt->name, dst_tt->name);
 
+    adapt_threads();  // -t 0: fewer threads while other processes keep cores busy (core/cpu_budget.h)
     const int n_threads = std::max(1, omp_get_max_threads());
     const size_t per_thread = static_cast<size_t>(cols) * (stats ? 2 : 1);
     std::vector<float> scratch(per_thread * static_cast<size_t>(n_threads));  // allocated outside the region

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "model/llama.h"
 
+#include "core/cpu_budget.h"
 #include "core/log.h"
 #include "quant/formats.h"
 #include "quant/q3_5.h"
@@ -668,6 +669,7 @@ void Session::forward_batch(const int32_t* tokens, int n, int pos0, float* logit
 // type). The per-entry arithmetic is identical to running the tokens one at a time.
 void Session::forward_entries(const int32_t* tokens, const int* seqs, const int* pos, int n, float* logits,
                               const int* logit_rows, int n_logit_rows, const float* x_in, float* x_out) {
+    adapt_threads();  // -t 0: fewer threads while other processes keep cores busy (core/cpu_budget.h)
     const ModelConfig& c = model_.config();
     const ShardDims& d = model_.dims();  // the whole model, or this rank's heads, FFN rows and layers
     const int dim = c.dim;
