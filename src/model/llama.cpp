@@ -634,14 +634,19 @@ void Session::linear(const WeightView& W, const float* X, int n, float* Y, Q8Act
             xq.resize(W.cols, n);
             const QuantizeActsFn quant = kernels_->quantize_acts_for(W.type);
             const int64_t nb = W.cols / kQ8ABlock;
+            // Rows are independent: spread a batch's rows over the threads (one row stays serial).
+            const int64_t cols = W.cols;
+            if (rotated) rot_.resize(static_cast<size_t>(cols) * static_cast<size_t>(std::max(1, omp_get_max_threads())));
+#pragma omp parallel for schedule(static) if (n >= 4)
             for (int i = 0; i < n; ++i) {
-                const float* src = X + static_cast<size_t>(i) * W.cols;
+                const float* src = X + static_cast<size_t>(i) * cols;
                 if (rotated) {  // per row: the rotation works on the row's own groups
-                    rot_.assign(src, src + W.cols);
-                    rotate_q3_5(rot_.data(), W.cols);
-                    src = rot_.data();
+                    float* r = rot_.data() + static_cast<size_t>(omp_get_thread_num()) * static_cast<size_t>(cols);
+                    std::copy(src, src + cols, r);
+                    rotate_q3_5(r, cols);
+                    src = r;
                 }
-                quant(src, W.cols, xq.qs.data() + i * W.cols, xq.d.data() + i * nb, xq.sum.data() + i * nb);
+                quant(src, cols, xq.qs.data() + i * cols, xq.d.data() + i * nb, xq.sum.data() + i * nb);
             }
             xq.rotated = rotated;
             xq_valid = true;
