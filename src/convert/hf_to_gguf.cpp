@@ -98,8 +98,16 @@ Result<HfConfig> read_config(const std::string& dir, json& cfg) {
 
     if (cfg.contains("rope_scaling") && cfg["rope_scaling"].is_object()) {
         const json& rs = cfg["rope_scaling"];
-        std::string type = rs.value("rope_type", rs.value("type", std::string()));
         const std::string ctx = path + " rope_scaling";
+        // "rope_type" (newer configs) wins over "type"; either must be a string when present.
+        std::string type;
+        for (const char* key : {"rope_type", "type"}) {
+            auto t = rs.find(key);
+            if (t == rs.end() || t->is_null()) continue;
+            if (!t->is_string()) return err("{}: \"rope_type\"/\"type\" must be a string, got {}", ctx, t->dump());
+            type = t->get<std::string>();
+            break;
+        }
         if (type == "llama3") {
             c.llama3_rope = true;
             PL_ASSIGN_OR_RETURN(double f, get_num(rs, "factor", ctx, 8.0));

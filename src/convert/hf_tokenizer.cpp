@@ -124,9 +124,10 @@ Status set_tokenizer_impl(gguf::Writer& w, const std::string& dir, int64_t n_voc
         }
     }
     if (by_id.empty()) return err("{}: empty vocabulary", tok_path);
-    const int64_t n_tok = by_id.rbegin()->first + 1;
-    if (n_tok > n_vocab)
-        return err("{}: tokenizer has ids up to {} but the model's embedding has only {} rows", tok_path, n_tok - 1,
+    // Compare the largest id itself: ids come from the file and may be INT64_MAX, so id + 1 can overflow.
+    const int64_t max_id = by_id.rbegin()->first;
+    if (max_id >= n_vocab)
+        return err("{}: tokenizer has ids up to {} but the model's embedding has only {} rows", tok_path, max_id,
                    n_vocab);
 
     // merges: "a b" strings (older files) or ["a", "b"] pairs (newer files).

@@ -3,6 +3,7 @@
 
 #include "core/check.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace pl::llama2c {
@@ -128,8 +129,11 @@ Result<Tokenizer> parse_tokenizer(std::span<const uint8_t> bytes, int32_t vocab_
     t.max_token_length = read_i32(bytes.data());
     if (t.max_token_length <= 0) return err("{}: max_token_length={} must be positive", name, t.max_token_length);
     size_t pos = 4;
-    t.pieces.reserve(static_cast<size_t>(vocab_size));
-    t.scores.reserve(static_cast<size_t>(vocab_size));
+    // vocab_size comes from the checkpoint header: reserve no more tokens than the bytes can hold
+    // (8 bytes each at least), so a hostile header cannot ask for gigabytes before the size check.
+    const size_t fit = std::min(static_cast<size_t>(vocab_size), (bytes.size() - 4) / 8);
+    t.pieces.reserve(fit);
+    t.scores.reserve(fit);
     for (int32_t i = 0; i < vocab_size; ++i) {
         if (bytes.size() - pos < 8)
             return err("{}: truncated at token {} of {} (byte {} of {})", name, i, vocab_size, pos, bytes.size());

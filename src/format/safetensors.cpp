@@ -143,12 +143,16 @@ Result<std::unique_ptr<File>> File::parse(std::span<const uint8_t> bytes, std::s
     std::sort(f->tensors_.begin(), f->tensors_.end(), [](const TensorInfo& a, const TensorInfo& b) {
         return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
     });
-    for (size_t i = 1; i < f->tensors_.size(); ++i) {
-        const auto& a = f->tensors_[i - 1];
-        const auto& b = f->tensors_[i];
-        if (b.begin < a.end && b.begin != b.end && a.begin != a.end)
-            return ctx(err("tensors '{}' [{}, {}) and '{}' [{}, {}) overlap", a.name, a.begin, a.end, b.name, b.begin,
-                           b.end));
+    // Sorted by begin, a non-empty tensor overlaps an earlier one exactly when it starts before the
+    // furthest end seen so far. Empty tensors never overlap (and must not hide an overlap by
+    // sitting between two tensors that do).
+    const TensorInfo* reach = nullptr;  // the non-empty tensor seen so far that ends last
+    for (const auto& b : f->tensors_) {
+        if (b.begin == b.end) continue;
+        if (reach && b.begin < reach->end)
+            return ctx(err("tensors '{}' [{}, {}) and '{}' [{}, {}) overlap", reach->name, reach->begin, reach->end,
+                           b.name, b.begin, b.end));
+        if (!reach || b.end > reach->end) reach = &b;
     }
     for (size_t i = 0; i < f->tensors_.size(); ++i) f->index_[f->tensors_[i].name] = i;
     return f;

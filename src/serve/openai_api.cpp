@@ -212,7 +212,12 @@ std::variant<GenParams, ApiError> parse_request(const json& b, bool chat, const 
         auto it = b.find(key);
         if (it == b.end() || it->is_null() || (it->is_boolean() && !it->get<bool>()) || (it->is_object() && it->empty() && std::string(key) == "logit_bias"))
             continue;
-        if (std::string(key) == "response_format" && it->is_object() && it->value("type", "") == "text") continue;
+        if (std::string(key) == "response_format" && it->is_object()) {
+            // Only {"type": "text"} (the default) is accepted; a "type" that is not a string must
+            // not reach json::value(), which throws on a type mismatch.
+            auto ty = it->find("type");
+            if (ty != it->end() && ty->is_string() && ty->get<std::string>() == "text") continue;
+        }
         return bad(key, fmt::format("'{}' is not supported by this server", key));
     }
     if (auto e = integer(b, "best_of", 1, lim.max_n, i, present)) return *e;

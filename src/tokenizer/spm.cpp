@@ -122,11 +122,22 @@ private:
         }
     };
 
+    // Bytes of the character at s[pos]: char_len of the lead byte, but only as far as continuation
+    // bytes follow. Invalid UTF-8 (a lead byte without its continuations) is a 1-byte symbol, so it
+    // can never swallow the first byte of a following "▁" and turn a space into raw bytes of
+    // U+2581 (decode(encode(s)) == s holds for any bytes). Valid UTF-8 splits as before.
+    static size_t symbol_len(const std::string& s, size_t pos) {
+        const size_t n = std::min(s.size() - pos, char_len(static_cast<uint8_t>(s[pos])));
+        for (size_t k = 1; k < n; ++k)
+            if ((static_cast<uint8_t>(s[pos + k]) & 0xC0) != 0x80) return 1;
+        return n;
+    }
+
     void encode_fragment(const std::string& s, std::vector<int32_t>& out) const {
         std::vector<Symbol> syms;
         syms.reserve(s.size());
         for (size_t pos = 0; pos < s.size();) {
-            const size_t len = std::min(s.size() - pos, char_len(static_cast<uint8_t>(s[pos])));
+            const size_t len = symbol_len(s, pos);
             const int idx = static_cast<int>(syms.size());
             syms.push_back({idx - 1, pos + len == s.size() ? -1 : idx + 1, pos, len});
             pos += len;

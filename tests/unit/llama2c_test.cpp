@@ -161,6 +161,18 @@ TEST(Llama2c, ReadsTokenizer) {
     EXPECT_NE(e.error_message().find("length 7"), std::string::npos) << e.error_message();
 }
 
+// Found by fuzz/llama2c_fuzz.cpp: the reader reserved vocab_size entries before looking at the
+// bytes, so a hostile vocab_size (up to INT32_MAX) asked for tens of GB up front.
+TEST(Llama2c, HugeVocabSizeOnATinyTokenizerFailsWithoutAllocating) {
+    auto b = make_tokenizer({"a", "b"}, 4);
+    for (int32_t vocab : {INT32_MAX, 1 << 30, 1 << 24}) {
+        auto e = pl::llama2c::parse_tokenizer(b, vocab, "tok.bin");
+        ASSERT_FALSE(e) << vocab;
+        EXPECT_NE(e.error_message().find(fmt::format("truncated at token 2 of {}", vocab)), std::string::npos)
+            << e.error_message();
+    }
+}
+
 TEST(Llama2c, ReadsStories260K) {
     const std::string path = pl::test::model_file("stories260K/stories260K.bin");
     PL_REQUIRE_DATA(path, "stories260K/stories260K.bin");

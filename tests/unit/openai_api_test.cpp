@@ -102,6 +102,10 @@ TEST(OpenAiApi, BadFieldsNameThemselves) {
         {R"({"prompt": "x", "suffix": "y"})", "suffix"},
         {R"({"prompt": "x", "best_of": 3})", "best_of"},
         {R"({"prompt": "x", "logit_bias": {"1": 5}})", "logit_bias"},
+        // Found by fuzz/request_fuzz.cpp: a non-string type used to throw (a 500, not a 400).
+        {R"({"prompt": "x", "response_format": {"type": 1}})", "response_format"},
+        {R"({"prompt": "x", "response_format": {"type": null}})", "response_format"},
+        {R"({"prompt": "x", "response_format": "text"})", "response_format"},
     };
     for (const auto& [body, param] : cases) {
         const ApiError e = error_of(body);

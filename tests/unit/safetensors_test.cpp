@@ -116,6 +116,22 @@ TEST(Safetensors, RejectsOverlappingTensors) {
     EXPECT_NE(e.find("overlap"), std::string::npos) << e;
 }
 
+// Found by fuzz/safetensors_fuzz.cpp: an empty tensor sorted between two overlapping ones hid the
+// overlap (only neighbours were compared).
+TEST(Safetensors, RejectsOverlapAcrossAnEmptyTensor) {
+    std::string e = parse_error(make_file(
+        R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},)"
+        R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+        floats({1, 2, 3, 4})));
+    EXPECT_NE(e.find("tensors 'a' [0, 16) and 'b' [8, 12) overlap"), std::string::npos) << e;
+    // Empty tensors anywhere, even inside another's range, are fine.
+    EXPECT_EQ(parse_error(make_file(
+                  R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},)"
+                  R"("b":{"dtype":"F32","shape":[1],"data_offsets":[16,20]}})",
+                  floats({1, 2, 3, 4, 5}))),
+              "<parsed>");
+}
+
 void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
     std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
 }

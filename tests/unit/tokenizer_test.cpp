@@ -451,6 +451,36 @@ TEST(Tokenizer, SpmSyntheticScoresAndByteFallback) {
     EXPECT_EQ(t.encode("ba", false), (std::vector<int32_t>{3, 5, 4}));
 }
 
+// Found by fuzz/tokenizer_fuzz.cpp: a lead byte without its continuation bytes took the first
+// byte of the next "▁" into its "character", so the space came out as raw bytes of U+2581 (or
+// <unk>) and decode(encode(s)) != s. Such a byte is now a symbol of its own.
+TEST(Tokenizer, SpmInvalidUtf8BeforeASpaceKeepsTheSpace) {
+    VocabSpec s;
+    s.model = "llama";
+    s.tokens = {"<unk>", "<s>", "</s>", "\xE2\x96\x81", "a", "<0xC3>"};
+    s.types = {TokenType::Unknown, TokenType::Control, TokenType::Control, TokenType::Normal, TokenType::Normal,
+               TokenType::Byte};
+    s.bos_id = 1;
+    s.unk_id = 0;
+    auto tok = Tokenizer::from_vocab(s);
+    ASSERT_TRUE(tok.has_value()) << tok.error_message();
+    auto& t = **tok;
+    EXPECT_EQ(t.encode("\xC3 a", false), (std::vector<int32_t>{3, 5, 3, 4}));  // ▁ <0xC3> ▁ a
+    EXPECT_EQ(t.decode(t.encode("\xC3 a", true)), "\xC3 a");
+
+    const std::string gguf = pl::test::model_file("vocab/ggml-vocab-llama-spm.gguf");
+    PL_REQUIRE_DATA(gguf, "vocab/ggml-vocab-llama-spm.gguf");
+    auto real = load(gguf);
+    ASSERT_TRUE(real);
+    for (const std::string text : {"\xC3 x", "hi\xF0\x9F there", "\xE2 \xE2\x96 \xC3", "ok\xC3"}) {
+        EXPECT_EQ(real->decode(real->encode(text, true)), text);
+    }
+    const auto ids = real->encode("\xC3 x", false);
+    ASSERT_GE(ids.size(), 2u);
+    EXPECT_EQ(ids[1], 3 + 0xC3);  // <0xC3> alone, then the space as part of "▁x"
+    for (int32_t id : ids) EXPECT_NE(id, 3 + 0xE2) << "the first byte of U+2581 leaked out as a byte token";
+}
+
 TEST(Tokenizer, FromVocabErrors) {
     VocabSpec s = byte_level_spec("gpt2", {{"a", "b"}});
     s.model = "wordpiece";
