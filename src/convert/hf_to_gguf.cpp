@@ -91,6 +91,8 @@ Result<HfConfig> read_config(const std::string& dir, json& cfg) {
                    hp.n_kv_heads);
     PL_ASSIGN_OR_RETURN(double eps, get_num(cfg, "rms_norm_eps", path, 1e-6));
     PL_ASSIGN_OR_RETURN(double theta, get_num(cfg, "rope_theta", path, 10000.0));
+    if (!(eps > 0.0 && eps < 1.0)) return err("{}: rms_norm_eps={} is out of range (0 < eps < 1)", path, eps);
+    if (!(theta > 1.0 && theta < 1e12)) return err("{}: rope_theta={} is out of range (1 < theta < 1e12)", path, theta);
     hp.rms_eps = static_cast<float>(eps);
     hp.rope_theta = static_cast<float>(theta);
     if (cfg.contains("tie_word_embeddings") && cfg["tie_word_embeddings"].is_boolean())

@@ -27,8 +27,10 @@ Result<json> read_json(const std::string& path) {
 }
 
 // True when `node` (a normalizer / pre_tokenizer / decoder) or any member of a Sequence has `type`.
-bool has_component(const json& node, std::string_view type, const json** found = nullptr) {
-    if (!node.is_object()) return false;
+// Sequences nest at most a few levels in real files; deeper ones are not searched (a hostile
+// tokenizer.json could otherwise nest far enough to overflow the stack).
+bool has_component(const json& node, std::string_view type, const json** found = nullptr, int depth = 0) {
+    if (!node.is_object() || depth > 32) return false;
     auto t = node.find("type");
     if (t != node.end() && t->is_string() && *t == type) {
         if (found) *found = &node;
@@ -38,7 +40,7 @@ bool has_component(const json& node, std::string_view type, const json** found =
         auto seq = node.find(key);
         if (seq != node.end() && seq->is_array())
             for (const auto& n : *seq)
-                if (has_component(n, type, found)) return true;
+                if (has_component(n, type, found, depth + 1)) return true;
     }
     return false;
 }

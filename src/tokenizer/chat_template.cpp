@@ -214,7 +214,10 @@ Result<std::string> apply_chat_template(const std::optional<std::string>& templa
     if (template_text) {
         auto f = detect(*template_text);
         if (!f) {
-            const std::string shown = template_text->size() > 60 ? template_text->substr(0, 60) + "..." : *template_text;
+            // At most 60 bytes, cut before a UTF-8 continuation byte so the message stays valid text.
+            size_t cut = std::min<size_t>(template_text->size(), 60);
+            while (cut > 0 && cut < template_text->size() && (static_cast<uint8_t>((*template_text)[cut]) & 0xC0) == 0x80) --cut;
+            const std::string shown = cut < template_text->size() ? template_text->substr(0, cut) + "..." : *template_text;
             return err("unknown chat template '{}': not one of the known families ({}) and no known markers found",
                        shown, fmt::join(chat_template_names(), ", "));
         }

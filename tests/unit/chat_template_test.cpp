@@ -71,6 +71,16 @@ TEST(ChatTemplate, NoTemplateMeansChatml) {
     EXPECT_EQ(*r, apply("chatml"));
 }
 
+// The error quotes at most 60 bytes of the template, cut before a UTF-8 continuation byte (a cut
+// inside "é" used to leave half a character in the message).
+TEST(ChatTemplate, UnknownTemplateIsQuotedWithoutSplittingACharacter) {
+    const std::string t = std::string(59, 'x') + "\xC3\xA9" + "{{ more }}";
+    auto r = pl::apply_chat_template(t, kConv, true);
+    ASSERT_FALSE(r.has_value());
+    EXPECT_NE(r.error_message().find("'" + std::string(59, 'x') + "...'"), std::string::npos) << r.error_message();
+    EXPECT_EQ(r.error_message().find('\xC3'), std::string::npos);
+}
+
 TEST(ChatTemplate, UnknownTemplateListsKnownNames) {
     auto r = pl::apply_chat_template(std::string("{{ weird }}"), kConv, true);
     ASSERT_FALSE(r.has_value());

@@ -75,4 +75,44 @@ TEST(HfImport, TokenIdsNearInt64MaxAreOutOfRange) {
     EXPECT_NE(tokenizer_error(tj, 256).find("ids up to 9223372036854775807"), std::string::npos);
 }
 
+// rms_norm_eps and rope_theta used to be taken as they came: a zero, negative or huge value made a
+// model whose norms divide by zero or whose rotary frequencies are NaN.
+TEST(HfImport, NormEpsAndRopeThetaOutOfRangeAreErrors) {
+    const char* head = R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 172,
+        "num_hidden_layers": 2, "num_attention_heads": 8, )";
+    const struct {
+        const char* field;
+        const char* want;
+    } cases[] = {
+        {R"("rms_norm_eps": 0)", "rms_norm_eps=0 is out of range"},
+        {R"("rms_norm_eps": -1e-5)", "rms_norm_eps=-1e-05 is out of range"},
+        {R"("rms_norm_eps": 2)", "rms_norm_eps=2 is out of range"},
+        {R"("rope_theta": 0)", "rope_theta=0 is out of range"},
+        {R"("rope_theta": -10000)", "rope_theta=-10000 is out of range"},
+        {R"("rope_theta": 1e300)", "rope_theta=1e+300 is out of range"},
+    };
+    for (const auto& c : cases) {
+        const std::string dir = folder_with("hf-range", "config.json", std::string(head) + c.field + "}");
+        const std::string e = convert_error(dir);
+        EXPECT_NE(e.find(c.want), std::string::npos) << c.field << ": " << e;
+    }
+    const std::string dir = folder_with("hf-range-ok", "config.json", std::string(head) + R"("rms_norm_eps": 1e-5, "rope_theta": 500000})");
+    EXPECT_NE(convert_error(dir).find("no *.safetensors files"), std::string::npos);
+}
+
+// A pre_tokenizer nested 200,000 Sequences deep recursed once per level (a stack overflow for
+// a hostile file of a few MB); levels past 32 are not searched.
+TEST(HfImport, DeeplyNestedSequencesDoNotRecurseWithoutBound) {
+    std::string pre;
+    const int depth = 200000;
+    for (int i = 0; i < depth; ++i) pre += R"({"type": "Sequence", "pretokenizers": [)";
+    pre += R"({"type": "ByteLevel"})";
+    for (int i = 0; i < depth; ++i) pre += "]}";
+    const std::string tj = R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}}, "pre_tokenizer": )" + pre + "}";
+    // nlohmann parses (it has no depth limit either way); the importer must answer, not crash. The
+    // ByteLevel buried past the limit is not seen, so this is not the byte-level BPE it expects.
+    const std::string e = tokenizer_error(tj, 256);
+    EXPECT_NE(e, "<converted>");
+}
+
 }  // namespace
