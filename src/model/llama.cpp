@@ -623,38 +623,64 @@ Status Session::decode_stage(std::span<const BatchEntry> entries, const float* x
     return Status::ok();
 }
 
-void Session::linear(const WeightView& W, const float* X, int n, float* Y, Q8Acts& xq, bool& xq_valid) {
+// Products of the same input X (q/k/v, gate/up): in one parallel region when the int8 path takes
+// all of them with the same type and width, otherwise one linear() each. Same numbers either way.
+void Session::linear_many(std::span<const WeightView* const> Ws, std::span<float* const> Ys, const float* X, int n,
+                          Q8Acts& xq, bool& xq_valid) {
+    bool fused = kernels_ != nullptr && Ws.size() > 1;
+    for (const WeightView* W : Ws)
+        fused = fused && W->type == Ws[0]->type && W->cols == Ws[0]->cols && W->cols % kQ8ABlock == 0 &&
+                kernels_->dot_for(W->type);
+    if (!fused) {
+        for (size_t i = 0; i < Ws.size(); ++i) linear(*Ws[i], X, n, Ys[i], xq, xq_valid);
+        return;
+    }
+    quantize_input(*Ws[0], X, n, xq, xq_valid);  // calls the observer for Ws[0]; the others share xq
     if (observer_)
-        for (int i = 0; i < n; ++i) observer_(W, X + static_cast<size_t>(i) * W.cols);
+        for (size_t i = 1; i < Ws.size(); ++i)
+            for (int r = 0; r < n; ++r) observer_(*Ws[i], X + static_cast<size_t>(r) * Ws[i]->cols);
+    matmul_q8a_multi(Ws, xq, Ys, *kernels_);
+}
+
+void Session::linear(const WeightView& W, const float* X, int n, float* Y, Q8Acts& xq, bool& xq_valid) {
     if (kernels_ && W.cols % kQ8ABlock == 0 && kernels_->dot_for(W.type)) {
-        // q3.5 rows are stored rotated (quant/q3_5.h): their kernels take R x, not x.
-        const TypeTraits* tt = type_traits(W.type);
-        const bool rotated = tt && tt->rotated_input;
-        if (!xq_valid || xq.rotated != rotated) {
-            xq.resize(W.cols, n);
-            const QuantizeActsFn quant = kernels_->quantize_acts_for(W.type);
-            const int64_t nb = W.cols / kQ8ABlock;
-            // Rows are independent: spread a batch's rows over the threads (one row stays serial).
-            const int64_t cols = W.cols;
-            if (rotated) rot_.resize(static_cast<size_t>(cols) * static_cast<size_t>(std::max(1, omp_get_max_threads())));
-#pragma omp parallel for schedule(static) if (n >= 4)
-            for (int i = 0; i < n; ++i) {
-                const float* src = X + static_cast<size_t>(i) * cols;
-                if (rotated) {  // per row: the rotation works on the row's own groups
-                    float* r = rot_.data() + static_cast<size_t>(omp_get_thread_num()) * static_cast<size_t>(cols);
-                    std::copy(src, src + cols, r);
-                    rotate_q3_5(r, cols);
-                    src = r;
-                }
-                quant(src, cols, xq.qs.data() + i * cols, xq.d.data() + i * nb, xq.sum.data() + i * nb);
-            }
-            xq.rotated = rotated;
-            xq_valid = true;
-        }
+        quantize_input(W, X, n, xq, xq_valid);
         matmul_q8a(W, xq, Y, *kernels_);
     } else {
+        if (observer_)
+            for (int i = 0; i < n; ++i) observer_(W, X + static_cast<size_t>(i) * W.cols);
         matmul(W, X, n, Y);
     }
+}
+
+// X quantized for W's int8 kernels into xq, unless xq already holds it in that layout; calls the
+// observer (imatrix) for W.
+void Session::quantize_input(const WeightView& W, const float* X, int n, Q8Acts& xq, bool& xq_valid) {
+    if (observer_)
+        for (int i = 0; i < n; ++i) observer_(W, X + static_cast<size_t>(i) * W.cols);
+    // q3.5 rows are stored rotated (quant/q3_5.h): their kernels take R x, not x.
+    const TypeTraits* tt = type_traits(W.type);
+    const bool rotated = tt && tt->rotated_input;
+    if (xq_valid && xq.rotated == rotated) return;
+    xq.resize(W.cols, n);
+    const QuantizeActsFn quant = kernels_->quantize_acts_for(W.type);
+    const int64_t nb = W.cols / kQ8ABlock;
+    // Rows are independent: spread a batch's rows over the threads (one row stays serial).
+    const int64_t cols = W.cols;
+    if (rotated) rot_.resize(static_cast<size_t>(cols) * static_cast<size_t>(std::max(1, omp_get_max_threads())));
+#pragma omp parallel for schedule(static) if (n >= 4)
+    for (int i = 0; i < n; ++i) {
+        const float* src = X + static_cast<size_t>(i) * cols;
+        if (rotated) {  // per row: the rotation works on the row's own groups
+            float* r = rot_.data() + static_cast<size_t>(omp_get_thread_num()) * static_cast<size_t>(cols);
+            std::copy(src, src + cols, r);
+            rotate_q3_5(r, cols);
+            src = r;
+        }
+        quant(src, cols, xq.qs.data() + i * cols, xq.d.data() + i * nb, xq.sum.data() + i * nb);
+    }
+    xq.rotated = rotated;
+    xq_valid = true;
 }
 
 // n tokens of sequence 0 at positions pos0.. (the single-sequence path of eval()).
@@ -706,9 +732,11 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
             rmsnorm(xb_.data() + static_cast<size_t>(i) * dim, x + static_cast<size_t>(i) * dim, L.attn_norm.data(), dim, c.rms_eps);
 
         bool xq_valid = false;
-        linear(L.wq, xb_.data(), n, q_.data(), xq_, xq_valid);
-        linear(L.wk, xb_.data(), n, k_new_.data(), xq_, xq_valid);
-        linear(L.wv, xb_.data(), n, v_new_.data(), xq_, xq_valid);
+        {
+            const WeightView* ws[] = {&L.wq, &L.wk, &L.wv};
+            float* ys[] = {q_.data(), k_new_.data(), v_new_.data()};
+            linear_many(ws, ys, xb_.data(), n, xq_, xq_valid);
+        }
         for (int i = 0; i < n; ++i) {
             float* k = k_new_.data() + static_cast<size_t>(i) * kv_dim;
             rope(q_.data() + static_cast<size_t>(i) * q_dim, d.n_heads, head_dim, c.n_rot, pos[i], c.rope_theta, freq_factors);
@@ -764,8 +792,11 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
         for (int i = 0; i < n; ++i)
             rmsnorm(xb_.data() + static_cast<size_t>(i) * dim, x + static_cast<size_t>(i) * dim, L.ffn_norm.data(), dim, c.rms_eps);
         xq_valid = false;
-        linear(L.w_gate, xb_.data(), n, hb_.data(), xq_, xq_valid);
-        linear(L.w_up, xb_.data(), n, hb2_.data(), xq_, xq_valid);
+        {
+            const WeightView* ws[] = {&L.w_gate, &L.w_up};
+            float* ys[] = {hb_.data(), hb2_.data()};
+            linear_many(ws, ys, xb_.data(), n, xq_, xq_valid);
+        }
         swiglu(hb_.data(), hb2_.data(), static_cast<int64_t>(n) * d.hidden_dim);
         bool hq_valid = false;
         linear(L.w_down, hb_.data(), n, xb2_.data(), hq_, hq_valid);

@@ -207,6 +207,9 @@ private:
     // Y = X W^T for n rows of X; `xq` caches X's int8 quantization across matrices sharing the
     // input (reset `xq_valid` whenever X changes).
     void linear(const WeightView& W, const float* X, int n, float* Y, Q8Acts& xq, bool& xq_valid);
+    void linear_many(std::span<const WeightView* const> Ws, std::span<float* const> Ys, const float* X, int n, Q8Acts& xq,
+                     bool& xq_valid);
+    void quantize_input(const WeightView& W, const float* X, int n, Q8Acts& xq, bool& xq_valid);
 
     const Model& model_;
     const CpuKernels* kernels_ = nullptr;  // null: float reference path

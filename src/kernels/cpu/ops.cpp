@@ -8,8 +8,10 @@
 #include "quant/q3_5.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
+#include <optional>
 #include <utility>
 
 #include <omp.h>
@@ -201,11 +203,12 @@ void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels
     matmul_q8a(W, a, Y, k, matmul_threading());
 }
 
-void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels& k, Threading threading) {
-    const DotQ8AFn dot = k.dot_for(W.type);
-    PL_CHECK(dot && a.n == W.cols, "matmul_q8a: no kernel for {} or width mismatch ({} vs {})", W.name, a.n, W.cols);
-    const int64_t rows = W.rows, n = W.cols, m = a.rows;
-    Product P{W, a, k, dot};
+namespace {
+
+// The per-call activation layouts the q3.5 block GEMMs read, built once per call for every matrix
+// of that call (they depend only on the activations, the type and the width).
+void prepare_product(Product& P, const WeightView& W, const Q8Acts& a, const CpuKernels& k) {
+    const int64_t n = W.cols, m = a.rows;
     P.gemm = m > 1 ? k.gemm_for(W.type) : nullptr;
     thread_local std::vector<uint8_t> au8;
     if (m > 1 && W.type == static_cast<uint32_t>(GgmlType::Q3_5) && k.gemm_rows_q3_5) {
@@ -224,6 +227,16 @@ void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels
         k.pack_acts_q3_5_tiles(a.qs.data(), n, m, packed.data(), P.ldp);
         P.packed = packed.data();
     }
+}
+
+}  // namespace
+
+void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels& k, Threading threading) {
+    const DotQ8AFn dot = k.dot_for(W.type);
+    PL_CHECK(dot && a.n == W.cols, "matmul_q8a: no kernel for {} or width mismatch ({} vs {})", W.name, a.n, W.cols);
+    const int64_t rows = W.rows, n = W.cols, m = a.rows;
+    Product P{W, a, k, dot};
+    prepare_product(P, W, a, k);
     // Row blocks stay whole for the block GEMMs.
     const int64_t kR = P.packed ? CpuKernels::kGemmRowsQ3_5Tiles : CpuKernels::kGemmRowsQ3_5;
     const int64_t blocks = (rows + kR - 1) / kR;
@@ -281,6 +294,45 @@ void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels
             }
             return;
         }
+    }
+}
+
+void matmul_q8a_multi(std::span<const WeightView* const> Ws, const Q8Acts& a, std::span<float* const> Ys,
+                      const CpuKernels& k) {
+    PL_CHECK(Ws.size() == Ys.size() && !Ws.empty(), "matmul_q8a_multi: {} matrices, {} outputs", Ws.size(), Ys.size());
+    bool same = true;
+    for (const WeightView* W : Ws) same = same && W->type == Ws[0]->type && W->cols == Ws[0]->cols;
+    if (!same || matmul_threading() != Threading::Tasks || Ws.size() == 1) {
+        for (size_t i = 0; i < Ws.size(); ++i) matmul_q8a(*Ws[i], a, Ys[i], k);
+        return;
+    }
+    // One task pool over the row blocks of every matrix: one parallel region (one barrier)
+    // instead of one per matrix. Each block is computed exactly as matmul_q8a computes it.
+    const DotQ8AFn dot = k.dot_for(Ws[0]->type);
+    PL_CHECK(dot && a.n == Ws[0]->cols, "matmul_q8a: no kernel for {} or width mismatch ({} vs {})", Ws[0]->name, a.n,
+             Ws[0]->cols);
+    constexpr size_t kMax = 4;
+    PL_CHECK(Ws.size() <= kMax, "matmul_q8a_multi: at most {} matrices, got {}", kMax, Ws.size());
+    const int64_t n = a.n, m = a.rows;
+    Product base{*Ws[0], a, k, dot};
+    prepare_product(base, *Ws[0], a, k);
+    const int64_t kR = base.packed ? CpuKernels::kGemmRowsQ3_5Tiles : CpuKernels::kGemmRowsQ3_5;
+    std::array<std::optional<Product>, kMax> P;
+    std::array<int64_t, kMax + 1> first{};  // first global block of each matrix
+    for (size_t i = 0; i < Ws.size(); ++i) {
+        P[i].emplace(Product{*Ws[i], a, k, dot, base.gemm, base.au8, base.packed, base.ldp});
+        first[i + 1] = first[i] + (Ws[i]->rows + kR - 1) / kR;
+    }
+    const int64_t total = first[Ws.size()];
+    const int64_t grain = std::max<int64_t>(1, total / (8 * omp_get_max_threads()));
+#pragma omp parallel
+#pragma omp single
+#pragma omp taskloop grainsize(grain)
+    for (int64_t g = 0; g < total; ++g) {
+        size_t i = 0;
+        while (g >= first[i + 1]) ++i;
+        const int64_t b = g - first[i], rows = Ws[i]->rows;
+        P[i]->run(b * kR, std::min(rows, (b + 1) * kR), 0, n, 0, m, Ys[i], rows);
     }
 }
 

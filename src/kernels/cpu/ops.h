@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -80,6 +81,11 @@ void set_matmul_threading(Threading t);
 // `threading` (default: matmul_threading()).
 void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels& k);
 void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels& k, Threading threading);
+// Several products of the same activations (q/k/v, gate/up), Ys[i] = Ws[i] x a, as matmul_q8a
+// computes each of them, in ONE parallel region when the matrices share type and width and the
+// threading is `tasks` (otherwise one call each). At most 4 matrices.
+void matmul_q8a_multi(std::span<const WeightView* const> Ws, const Q8Acts& a, std::span<float* const> Ys,
+                      const CpuKernels& k);
 // The single-row case (a.rows must be 1).
 void matvec_q8a(const WeightView& W, const Q8Acts& a, float* y, const CpuKernels& k);
 
