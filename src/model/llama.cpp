@@ -3,6 +3,7 @@
 
 #include "core/cpu_budget.h"
 #include "core/log.h"
+#include "core/mem_budget.h"
 #include "quant/formats.h"
 #include "quant/q3_5.h"
 
@@ -388,6 +389,12 @@ Result<std::unique_ptr<Model>> Model::from_file(std::unique_ptr<gguf::File> file
     }
     if (Status s = b.status(); !s) return s.with_context(f.path());
     PL_LOG_INFO("model: {}", c.summary());
+    if (const auto avail = available_memory_bytes(); avail && m->weight_bytes() > *avail)
+        PL_LOG_WARN("{}: the weights read per token take {:.1f} GiB but only {:.1f} GiB of memory is available: evicted pages "
+                    "are read from disk again every token, so expect disk-bound speed (a smaller type, "
+                    "or --tp/--pp over more machines, docs/parallelism.md)",
+                    m->file_->path(), static_cast<double>(m->weight_bytes()) / (1ull << 30),
+                    static_cast<double>(*avail) / (1ull << 30));
     if (d.kv_replicated)
         PL_LOG_INFO("tp rank {} of {}: query heads [{}, {}) read KV heads [{}, {}), held here as on every rank that reads them "
                     "(n_kv_heads={} cannot go to {} ranks in whole groups)",
