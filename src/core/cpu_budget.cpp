@@ -2,6 +2,7 @@
 #include "core/cpu_budget.h"
 
 #include "core/log.h"
+#include "core/sys_file.h"
 
 #include <omp.h>
 #include <sched.h>
@@ -10,20 +11,11 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <fstream>
 #include <sstream>
 #include <string>
 
 namespace pl {
 namespace {
-
-std::optional<std::string> read_small_file(const std::string& path) {
-    std::ifstream f(path);
-    if (!f) return std::nullopt;
-    std::ostringstream s;
-    s << f.rdbuf();
-    return s.str();
-}
 
 template <typename T>
 bool parse_number(std::string_view s, T& v) {

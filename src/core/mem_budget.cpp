@@ -1,22 +1,15 @@
 // SPDX-License-Identifier: MIT
 #include "core/mem_budget.h"
 
+#include "core/sys_file.h"
+
 #include <algorithm>
 #include <charconv>
-#include <fstream>
 #include <sstream>
 #include <string>
 
 namespace pl {
 namespace {
-
-std::optional<std::string> read_small_file(const std::string& path) {
-    std::ifstream f(path);
-    if (!f) return std::nullopt;
-    std::ostringstream s;
-    s << f.rdbuf();
-    return s.str();
-}
 
 std::string_view trim(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
