@@ -2,7 +2,9 @@
 #include "bench/probe.h"
 
 #include "bench/probe_kernels.h"
+#include "core/cpu_budget.h"
 #include "core/cpu_features.h"
+#include "core/log.h"
 #include "kernels/cpu/kernels.h"
 
 #include <omp.h>
@@ -10,11 +12,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <set>
+#include <thread>
 
 namespace pl::bench {
 namespace {
@@ -156,6 +160,17 @@ Result<MachineInfo> probe_machine(const ProbeOptions& o, const std::function<voi
     m.l3_bytes = sys_cache(_SC_LEVEL3_CACHE_SIZE, "3Unified");
     m.mem_bytes = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
     m.loadavg_start = load_average();
+    {
+        // What else is running right now, in cores: a load average lags by a minute, this does not.
+        ThreadGovernor g(m.cores, std::chrono::milliseconds(250));
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        g.update();
+        m.others_busy_cores = g.last_others();
+        if (m.others_busy_cores >= 0.3)
+            PL_LOG_WARN("bench: other processes kept {:.1f} of {} cores busy just before the run: figures will be low and noisy "
+                        "(scripts/bench-prio.sh runs a benchmark ahead of them; docs/benchmarks.md)",
+                        m.others_busy_cores, m.cores);
+    }
 
     std::set<int> ts(o.threads.begin(), o.threads.end());
     ts.insert(1);

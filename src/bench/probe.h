@@ -35,6 +35,7 @@ struct MachineInfo {
     int64_t l1d_bytes = 0, l2_bytes = 0, l3_bytes = 0;  // per instance, 0 when unknown
     int64_t mem_bytes = 0;
     double loadavg_start = -1;  // 1-minute load average when the probe ran (-1 unknown)
+    double others_busy_cores = -1;  // cores other processes kept busy just before the probe (-1 unknown)
     uint64_t bw_buffer_bytes = 0;  // size of the buffer the read loop streams
     std::vector<BandwidthPoint> bandwidth;  // one per probed thread count
     std::vector<PeakPoint> peak;

@@ -63,7 +63,7 @@ json machine_json(const MachineInfo& m) {
     for (const auto& b : m.bandwidth) bw.push_back({{"threads", b.threads}, {"best_gbps", b.best_gbps}, {"gbps", stats_json(b.gbps)}});
     for (const auto& p : m.peak)
         peak.push_back({{"threads", p.threads}, {"fp32_gflops", p.fp32_gflops}, {"int8_gops", p.int8_gops}});
-    return {{"vendor", m.vendor},
+    json j = {{"vendor", m.vendor},
             {"cpu", m.brand},
             {"features", m.features},
             {"isa", m.isa},
@@ -75,6 +75,8 @@ json machine_json(const MachineInfo& m) {
             {"bandwidth_buffer_bytes", m.bw_buffer_bytes},
             {"bandwidth", bw},
             {"peak", peak}};
+    if (m.others_busy_cores >= 0) j["others_busy_cores"] = m.others_busy_cores;
+    return j;
 }
 
 std::string report_markdown(const json& rep) {
@@ -86,8 +88,11 @@ std::string report_markdown(const json& rep) {
                       m["cores"].get<int>(), m["isa"].get<std::string>(), human_bytes(m["cache_bytes"]["l1d"].get<int64_t>()),
                       human_bytes(m["cache_bytes"]["l2"].get<int64_t>()), human_bytes(m["cache_bytes"]["l3"].get<int64_t>()),
                       static_cast<double>(m["memory_bytes"].get<int64_t>()) / (1 << 30));
-    md += fmt::format("Load average (1 min) at start / end: {:.2f} / {:.2f}; the report's wall time: {:.0f} s\n\n", m.value("loadavg_start", -1.0),
+    md += fmt::format("Load average (1 min) at start / end: {:.2f} / {:.2f}; the report's wall time: {:.0f} s", m.value("loadavg_start", -1.0),
                       rep.value("loadavg_end", -1.0), rep.value("wall_s", 0.0));
+    if (m.contains("others_busy_cores"))
+        md += fmt::format("; other processes kept {:.1f} cores busy at the start", m["others_busy_cores"].get<double>());
+    md += "\n\n";
     md += "| threads | read GB/s (best) | read GB/s (median) | fp32 GFLOP/s | int8 GOP/s |\n| ---: | ---: | ---: | ---: | ---: |\n";
     for (const auto& b : m["bandwidth"]) {
         double f = 0, i8 = 0;

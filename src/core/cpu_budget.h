@@ -52,6 +52,7 @@ public:
     int update();
     int threads() const { return threads_.load(std::memory_order_relaxed); }
     int base() const { return base_; }
+    // Cores other processes kept busy over the last interval (-1 before the first measurement).
     double last_others() const { return others_; }
 
 private:
@@ -65,7 +66,7 @@ private:
     std::chrono::steady_clock::time_point at_;
     CpuTimes cpu_{};
     uint64_t self_ = 0;
-    double others_ = 0.0;
+    double others_ = -1.0;  // unknown until the first measurement
     bool ok_ = false;  // /proc was readable at the first sample
 };
 
