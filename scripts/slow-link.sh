@@ -78,7 +78,10 @@ for ((i = 0; i < ranks; i++)); do
     ip netns exec "$n" tc qdisc add dev "plv$tag-$i" root tbf rate "$rate" burst "$b" latency 100ms
   fi
   echo "$prefix.$((i + 1)) slots=1" >>"$work/hosts"
-  echo "  $prefix.$((i + 1))) exec ip netns exec $n sh -c \"\$*\" ;;" >>"$work/agent"
+  # Each daemon gets session directories of its own (see orte_tmpdir_base below): the agent
+  # rewrites the folder that mpirun puts on the daemon's command line.
+  mkdir -p "$work/d$i"
+  echo "  $prefix.$((i + 1))) cmd=\$(printf '%s' \"\$*\" | sed 's|$work/hnp|$work/d$i|g'); exec ip netns exec $n sh -c \"\$cmd\" ;;" >>"$work/agent"
 done
 {
   echo '  *) echo "slow-link agent: unknown host $host" >&2; exit 1 ;;'
@@ -97,8 +100,13 @@ fi
 # --bind-to none: each namespace's daemon believes it has the whole machine and would bind its
 # rank to core 0, putting every rank on one core. osc pt2pt: Open MPI 4.1's default window
 # component (osc/rdma) cannot use the TCP BTL and fails MPI_Win_allocate (--tp-reduce rma).
-# orte_tmpdir_base: the session directories of this job's daemons (all on this one machine) in our
-# own folder, so that they cannot clash with another mpirun running beside it ("File exists").
-mpirun --bind-to none --hostfile "$work/hosts" --mca plm_rsh_agent "$work/agent" --mca orte_tmpdir_base "$work" \
+# orte_tmpdir_base: session directories in our own folder, so that they cannot clash with another
+# mpirun running beside it ("File exists"), and one folder per daemon: every daemon here has the
+# same host name, so in one folder they all build the same tree, and one of them once failed to
+# create its directory while another was setting it up ("orte_session_dir failed", CI
+# 2026-12-01). mpirun passes the folder on each daemon's command line; the agent swaps in the
+# daemon's own.
+mkdir -p "$work/hnp"
+mpirun --bind-to none --hostfile "$work/hosts" --mca plm_rsh_agent "$work/agent" --mca orte_tmpdir_base "$work/hnp" \
   --mca btl tcp,self --mca btl_tcp_if_include "$net/24" --mca oob_tcp_if_include "$net/24" --mca osc pt2pt \
   -np "$ranks" "$@"
