@@ -9,33 +9,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
-#include <sstream>
 #include <string>
 
 namespace pl {
 namespace {
-
-template <typename T>
-bool parse_number(std::string_view s, T& v) {
-    const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    return ec == std::errc() && p == s.data() + s.size();
-}
-
-// Whitespace-separated fields of one line.
-std::vector<std::string_view> fields(std::string_view line) {
-    std::vector<std::string_view> out;
-    size_t i = 0;
-    while (i < line.size()) {
-        while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
-        size_t j = i;
-        while (j < line.size() && line[j] != ' ' && line[j] != '\t') ++j;
-        if (j > i) out.push_back(line.substr(i, j - i));
-        i = j;
-    }
-    return out;
-}
 
 std::vector<int> affinity_cpus() {
     std::vector<int> cpus;
@@ -50,63 +28,40 @@ std::vector<int> affinity_cpus() {
 }  // namespace
 
 std::optional<int> parse_cgroup_cpu_max(std::string_view text) {
-    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
-    const auto f = fields(text);
+    const auto f = text_fields(text);
     if (f.size() != 2 || f[0] == "max") return std::nullopt;
     int64_t quota = 0, period = 0;
-    if (!parse_number(f[0], quota) || !parse_number(f[1], period) || quota <= 0 || period <= 0) return std::nullopt;
+    if (!parse_field(f[0], quota) || !parse_field(f[1], period) || quota <= 0 || period <= 0) return std::nullopt;
     return static_cast<int>(std::max<int64_t>(1, quota / period));
 }
 
 std::optional<int> cgroup_cpu_limit() {
     auto cg = read_small_file("/proc/self/cgroup");
     if (!cg) return std::nullopt;
-    std::istringstream lines(*cg);
-    for (std::string line; std::getline(lines, line);) {
-        // v2: "0::/path"; v1: "N:cpu,cpuacct:/path" (controller list containing "cpu").
-        const size_t a = line.find(':'), b = a == std::string::npos ? a : line.find(':', a + 1);
-        if (b == std::string::npos) continue;
-        const std::string ctrl = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
-        if (ctrl.empty()) {
-            if (auto t = read_small_file("/sys/fs/cgroup" + path + "/cpu.max")) return parse_cgroup_cpu_max(*t);
-            continue;
+    // v1: cpu.cfs_quota_us / cpu.cfs_period_us ("-1" = no limit, which the parser refuses).
+    if (auto path = cgroup_path(*cg, "cpu"))
+        for (const std::string dir : {"/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpu"}) {
+            auto q = read_small_file(dir + *path + "/cpu.cfs_quota_us");
+            auto p = read_small_file(dir + *path + "/cpu.cfs_period_us");
+            if (q && p) return parse_cgroup_cpu_max(*q + " " + *p);
         }
-        std::istringstream names(ctrl);
-        for (std::string n; std::getline(names, n, ',');) {
-            if (n != "cpu") continue;
-            for (const std::string dir : {"/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpu"}) {
-                auto q = read_small_file(dir + path + "/cpu.cfs_quota_us");
-                auto p = read_small_file(dir + path + "/cpu.cfs_period_us");
-                if (!q || !p) continue;
-                auto strip = [](std::string s) {
-                    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-                    return s;
-                };
-                const std::string qs = strip(*q);
-                if (qs == "-1") return std::nullopt;
-                return parse_cgroup_cpu_max(qs + " " + strip(*p));
-            }
-        }
-    }
+    // v2: cpu.max.
+    if (auto path = cgroup_path(*cg, ""))
+        if (auto t = read_small_file("/sys/fs/cgroup" + *path + "/cpu.max")) return parse_cgroup_cpu_max(*t);
     return std::nullopt;
 }
 
 CpuTimes parse_proc_stat(std::string_view text, const std::vector<int>& cpus) {
     CpuTimes t;
-    size_t i = 0;
-    while (i < text.size()) {
-        size_t j = text.find('\n', i);
-        if (j == std::string_view::npos) j = text.size();
-        const std::string_view line = text.substr(i, j - i);
-        i = j + 1;
+    for (std::string_view line : text_lines(text)) {
         if (line.size() < 4 || line.substr(0, 3) != "cpu" || line[3] == ' ') continue;  // per-CPU lines only
-        const auto f = fields(line);
+        const auto f = text_fields(line);
         int cpu = -1;
-        if (f.size() < 8 || !parse_number(f[0].substr(3), cpu)) continue;
+        if (f.size() < 8 || !parse_field(f[0].substr(3), cpu)) continue;
         if (!cpus.empty() && std::find(cpus.begin(), cpus.end(), cpu) == cpus.end()) continue;
         uint64_t v[8] = {};
         bool ok = true;
-        for (int k = 0; k < 8; ++k) ok = ok && parse_number(f[static_cast<size_t>(k) + 1], v[k]);
+        for (int k = 0; k < 8; ++k) ok = ok && parse_field(f[static_cast<size_t>(k) + 1], v[k]);
         if (!ok) continue;
         // user nice system idle iowait irq softirq steal
         t.busy += v[0] + v[1] + v[2] + v[5] + v[6];
@@ -119,10 +74,10 @@ std::optional<uint64_t> parse_proc_pid_cputime(std::string_view text) {
     // "pid (comm) state ppid ..." : fields after the last ')' start at field 3; utime is field 14.
     const size_t close = text.rfind(')');
     if (close == std::string_view::npos) return std::nullopt;
-    const auto f = fields(text.substr(close + 1));
+    const auto f = text_fields(text.substr(close + 1));
     if (f.size() < 13) return std::nullopt;
     uint64_t ut = 0, st = 0;
-    if (!parse_number(f[11], ut) || !parse_number(f[12], st)) return std::nullopt;
+    if (!parse_field(f[11], ut) || !parse_field(f[12], st)) return std::nullopt;
     return ut + st;
 }
 

@@ -2,6 +2,7 @@
 // The default thread count (core/cpu_budget.h): parsers of /proc and cgroup files, the decision
 // rule with its hysteresis, and the governor against a real busy process.
 #include "core/cpu_budget.h"
+#include "core/sys_file.h"
 
 #include <gtest/gtest.h>
 
@@ -24,6 +25,23 @@ TEST(CpuBudget, CgroupCpuMax) {
     EXPECT_EQ(parse_cgroup_cpu_max("100000 0"), std::nullopt);
     EXPECT_EQ(parse_cgroup_cpu_max("-1 100000"), std::nullopt);
     EXPECT_EQ(parse_cgroup_cpu_max("100000"), std::nullopt);
+}
+
+TEST(CpuBudget, CgroupPathOfAController) {
+    const char* hybrid =
+        "9:name=systemd:/\n"
+        "4:memory:/process_api/1fd7\n"
+        "2:cpu,cpuacct:/job\n"
+        "0::/unified/x\n";
+    EXPECT_EQ(cgroup_path(hybrid, "memory"), "/process_api/1fd7");
+    EXPECT_EQ(cgroup_path(hybrid, "cpu"), "/job");
+    EXPECT_EQ(cgroup_path(hybrid, "cpuacct"), "/job");
+    EXPECT_EQ(cgroup_path(hybrid, ""), "/unified/x");
+    EXPECT_EQ(cgroup_path(hybrid, "pids"), std::nullopt);
+    EXPECT_EQ(cgroup_path(hybrid, "cpus"), std::nullopt);  // whole names only
+    EXPECT_EQ(cgroup_path("0::/\n", "memory"), std::nullopt);
+    EXPECT_EQ(cgroup_path("0::/\n", ""), "/");
+    EXPECT_EQ(cgroup_path("garbage\n", ""), std::nullopt);
 }
 
 TEST(CpuBudget, ProcStatSumsTheChosenCpus) {
