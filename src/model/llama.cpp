@@ -643,9 +643,7 @@ void Session::linear_many(std::span<const WeightView* const> Ws, std::span<float
         return;
     }
     quantize_input(*Ws[0], X, n, xq, xq_valid);  // calls the observer for Ws[0]; the others share xq
-    if (observer_)
-        for (size_t i = 1; i < Ws.size(); ++i)
-            for (int r = 0; r < n; ++r) observer_(*Ws[i], X + static_cast<size_t>(r) * Ws[i]->cols);
+    for (size_t i = 1; i < Ws.size(); ++i) observe(*Ws[i], X, n);
     matmul_q8a_multi(Ws, xq, Ys, *kernels_);
 }
 
@@ -654,17 +652,21 @@ void Session::linear(const WeightView& W, const float* X, int n, float* Y, Q8Act
         quantize_input(W, X, n, xq, xq_valid);
         matmul_q8a(W, xq, Y, *kernels_);
     } else {
-        if (observer_)
-            for (int i = 0; i < n; ++i) observer_(W, X + static_cast<size_t>(i) * W.cols);
+        observe(W, X, n);
         matmul(W, X, n, Y);
     }
+}
+
+// The imatrix observer (when set) sees every input row of W.
+void Session::observe(const WeightView& W, const float* X, int n) {
+    if (observer_)
+        for (int i = 0; i < n; ++i) observer_(W, X + static_cast<size_t>(i) * W.cols);
 }
 
 // X quantized for W's int8 kernels into xq, unless xq already holds it in that layout; calls the
 // observer (imatrix) for W.
 void Session::quantize_input(const WeightView& W, const float* X, int n, Q8Acts& xq, bool& xq_valid) {
-    if (observer_)
-        for (int i = 0; i < n; ++i) observer_(W, X + static_cast<size_t>(i) * W.cols);
+    observe(W, X, n);
     // q3.5 rows are stored rotated (quant/q3_5.h): their kernels take R x, not x.
     const TypeTraits* tt = type_traits(W.type);
     const bool rotated = tt && tt->rotated_input;

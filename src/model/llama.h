@@ -210,6 +210,7 @@ private:
     void linear_many(std::span<const WeightView* const> Ws, std::span<float* const> Ys, const float* X, int n, Q8Acts& xq,
                      bool& xq_valid);
     void quantize_input(const WeightView& W, const float* X, int n, Q8Acts& xq, bool& xq_valid);
+    void observe(const WeightView& W, const float* X, int n);
 
     const Model& model_;
     const CpuKernels* kernels_ = nullptr;  // null: float reference path

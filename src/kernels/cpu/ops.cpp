@@ -229,6 +229,26 @@ void prepare_product(Product& P, const WeightView& W, const Q8Acts& a, const Cpu
     }
 }
 
+// The `tasks` strategy over the row blocks (kR rows) of one or more products of the same
+// activations: one parallel region, about 8 tasks per thread, Ys[i] = product i.
+void run_task_pool(std::span<const Product* const> P, std::span<float* const> Ys, int64_t kR) {
+    constexpr size_t kMax = 4;
+    PL_CHECK(P.size() <= kMax && P.size() == Ys.size(), "run_task_pool: {} products, {} outputs", P.size(), Ys.size());
+    std::array<int64_t, kMax + 1> first{};  // first global block of each product
+    for (size_t i = 0; i < P.size(); ++i) first[i + 1] = first[i] + (P[i]->W.rows + kR - 1) / kR;
+    const int64_t total = first[P.size()], n = P[0]->a.n, m = P[0]->a.rows;
+    const int64_t grain = std::max<int64_t>(1, total / (8 * omp_get_max_threads()));
+#pragma omp parallel
+#pragma omp single
+#pragma omp taskloop grainsize(grain)
+    for (int64_t g = 0; g < total; ++g) {
+        size_t i = 0;
+        while (g >= first[i + 1]) ++i;
+        const int64_t b = g - first[i], rows = P[i]->W.rows;
+        P[i]->run(b * kR, std::min(rows, (b + 1) * kR), 0, n, 0, m, Ys[i], rows);
+    }
+}
+
 }  // namespace
 
 void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels& k, Threading threading) {
@@ -247,11 +267,9 @@ void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels
             return;
         }
         case Threading::Tasks: {
-            const int64_t grain = std::max<int64_t>(1, blocks / (8 * omp_get_max_threads()));
-#pragma omp parallel
-#pragma omp single
-#pragma omp taskloop grainsize(grain)
-            for (int64_t b = 0; b < blocks; ++b) P.run(b * kR, std::min(rows, (b + 1) * kR), 0, n, 0, m, Y, rows);
+            const Product* ps[] = {&P};
+            float* ys[] = {Y};
+            run_task_pool(ps, ys, kR);
             return;
         }
         case Threading::Tiled: {
@@ -299,10 +317,11 @@ void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels
 
 void matmul_q8a_multi(std::span<const WeightView* const> Ws, const Q8Acts& a, std::span<float* const> Ys,
                       const CpuKernels& k) {
-    PL_CHECK(Ws.size() == Ys.size() && !Ws.empty(), "matmul_q8a_multi: {} matrices, {} outputs", Ws.size(), Ys.size());
+    PL_CHECK(Ws.size() == Ys.size() && !Ws.empty() && Ws.size() <= 4, "matmul_q8a_multi: {} matrices, {} outputs (1 to 4)",
+             Ws.size(), Ys.size());
     bool same = true;
     for (const WeightView* W : Ws) same = same && W->type == Ws[0]->type && W->cols == Ws[0]->cols;
-    if (!same || matmul_threading() != Threading::Tasks || Ws.size() == 1) {
+    if (!same || matmul_threading() != Threading::Tasks) {
         for (size_t i = 0; i < Ws.size(); ++i) matmul_q8a(*Ws[i], a, Ys[i], k);
         return;
     }
@@ -311,29 +330,13 @@ void matmul_q8a_multi(std::span<const WeightView* const> Ws, const Q8Acts& a, st
     const DotQ8AFn dot = k.dot_for(Ws[0]->type);
     PL_CHECK(dot && a.n == Ws[0]->cols, "matmul_q8a: no kernel for {} or width mismatch ({} vs {})", Ws[0]->name, a.n,
              Ws[0]->cols);
-    constexpr size_t kMax = 4;
-    PL_CHECK(Ws.size() <= kMax, "matmul_q8a_multi: at most {} matrices, got {}", kMax, Ws.size());
-    const int64_t n = a.n, m = a.rows;
     Product base{*Ws[0], a, k, dot};
-    prepare_product(base, *Ws[0], a, k);
-    const int64_t kR = base.packed ? CpuKernels::kGemmRowsQ3_5Tiles : CpuKernels::kGemmRowsQ3_5;
-    std::array<std::optional<Product>, kMax> P;
-    std::array<int64_t, kMax + 1> first{};  // first global block of each matrix
-    for (size_t i = 0; i < Ws.size(); ++i) {
-        P[i].emplace(Product{*Ws[i], a, k, dot, base.gemm, base.au8, base.packed, base.ldp});
-        first[i + 1] = first[i] + (Ws[i]->rows + kR - 1) / kR;
-    }
-    const int64_t total = first[Ws.size()];
-    const int64_t grain = std::max<int64_t>(1, total / (8 * omp_get_max_threads()));
-#pragma omp parallel
-#pragma omp single
-#pragma omp taskloop grainsize(grain)
-    for (int64_t g = 0; g < total; ++g) {
-        size_t i = 0;
-        while (g >= first[i + 1]) ++i;
-        const int64_t b = g - first[i], rows = Ws[i]->rows;
-        P[i]->run(b * kR, std::min(rows, (b + 1) * kR), 0, n, 0, m, Ys[i], rows);
-    }
+    prepare_product(base, *Ws[0], a, k);  // the activation layouts depend on type and width only
+    std::array<std::optional<Product>, 4> store;
+    std::array<const Product*, 4> ps{};
+    for (size_t i = 0; i < Ws.size(); ++i)
+        ps[i] = &store[i].emplace(Product{*Ws[i], a, k, dot, base.gemm, base.au8, base.packed, base.ldp});
+    run_task_pool(std::span(ps.data(), Ws.size()), Ys, base.packed ? CpuKernels::kGemmRowsQ3_5Tiles : CpuKernels::kGemmRowsQ3_5);
 }
 
 void matvec_q8a(const WeightView& W, const Q8Acts& a, float* y, const CpuKernels& k) {
