@@ -241,7 +241,9 @@ def test_tp2_sigterm_to_mpirun_ends_every_rank(tp2):
 
 @pytest.mark.parametrize("flags", [["--tp", "2"], ["--dp", "2"], ["--pp", "2"]])
 def test_sigterm_to_rank0_drains_a_stream_then_every_rank_exits_cleanly(model, flags):
-    s = start(model, 2, *flags)
+    # A drain window of 25 s, not the default 10: in CI this runs beside the 32-client load test
+    # on 2 cores, and once (pp2) the 200 tokens took longer than 10 s and were cancelled.
+    s = start(model, 2, *flags, "--drain-timeout", "25")
     pids = rank_pids(s.proc.pid)
     assert rank0_pid(s) in pids
     c = client_of(s)
