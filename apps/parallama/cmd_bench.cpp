@@ -17,6 +17,7 @@
 #include <memory>
 
 #include "kernels/cpu/ops.h"
+#include "model/llama.h"
 
 namespace pl::cli {
 namespace {
@@ -40,6 +41,7 @@ struct BenchCliOptions {
     bool square = false;
     bool no_charts = false;
     int bw_mib = 1024;
+    std::string mmap = "auto";
     std::string out_dir;
     // compare
     std::string old_path, new_path;
@@ -120,6 +122,7 @@ int run_bench_cmd(const BenchCliOptions& o) {
     b.model.n_prompt = o.pp;
     b.model.n_gen = o.tg;
     b.probe.buffer_bytes = static_cast<uint64_t>(o.bw_mib) << 20;
+    if (auto mm = parse_mmap_mode(o.mmap)) set_default_mmap_mode(*mm);
 
     std::string dir = o.out_dir;
     if (dir.empty()) {
@@ -177,6 +180,9 @@ const CommandRegistrar kBench({"bench", "Benchmark kernels and models; JSON/mark
         ->check(CLI::Range(0, 1000))->capture_default_str();
     app.add_option("--pp", o->pp, "Prompt tokens of the pp test")->check(CLI::Range(1, 1 << 16))->capture_default_str();
     app.add_option("--tg", o->tg, "Generated tokens of the tg test")->check(CLI::Range(1, 1 << 16))->capture_default_str();
+    app.add_option("--mmap", o->mmap, "Model suite: weights in the file mapping (on), copied into huge pages (off) or auto")
+        ->check(CLI::IsMember({"auto", "on", "off"}))
+        ->capture_default_str();
     app.add_option("--bw-mib", o->bw_mib, "Size of the bandwidth probe buffer (MiB)")->check(CLI::Range(16, 1 << 16))->capture_default_str();
     app.add_option("-o,--out", o->out_dir, "Report directory (default bench-results/<timestamp>/)");
     app.add_flag("--no-charts", o->no_charts, "Do not run gnuplot");

@@ -46,6 +46,7 @@ void add_sampling_options(CLI::App& app, SamplingParams& p) {
 namespace {
 std::string g_threading = "tasks";
 std::string g_kv_type = "f32";
+std::string g_mmap = "auto";
 }
 
 void add_threads_option(CLI::App& app, int& threads) {
@@ -56,6 +57,11 @@ void add_threads_option(CLI::App& app, int& threads) {
         ->capture_default_str();
     app.add_option("--kv-type", g_kv_type, "KV cache element type: f32 | f16 (half the memory)")
         ->check(CLI::IsMember({"f32", "f16"}))
+        ->capture_default_str();
+    app.add_option("--mmap", g_mmap,
+                   "Weights: on = used in the file mapping | off = copied into huge-page memory (faster decode) | "
+                   "auto = off when the copy takes at most half the available memory")
+        ->check(CLI::IsMember({"auto", "on", "off"}))
         ->capture_default_str();
 }
 
@@ -75,6 +81,7 @@ void apply_threads(int threads, bool adaptive) {
     }
     if (strategy) set_matmul_threading(*strategy);
     if (auto k = parse_kv_type(g_kv_type)) set_default_kv_type(*k);
+    if (auto mm = parse_mmap_mode(g_mmap)) set_default_mmap_mode(*mm);
 }
 
 }  // namespace pl::cli

@@ -20,8 +20,8 @@ Result<std::vector<int32_t>> parse_ids(const std::string& text);
 // --repeat-last-n --seed.
 void add_sampling_options(CLI::App& app, SamplingParams& p);
 
-// -t/--threads (OpenMP threads, 0 = all cores), --threading (matmul strategy) and --kv-type
-// (KV cache element type); apply_threads() applies all three.
+// -t/--threads (OpenMP threads, 0 = all cores), --threading (matmul strategy), --kv-type (KV
+// cache element type) and --mmap (where the weights live); apply_threads() applies all four.
 void add_threads_option(CLI::App& app, int& threads);
 // adaptive: -t 0 may shrink and regrow with other processes' load (core/cpu_budget.h); false under MPI.
 void apply_threads(int threads, bool adaptive = true);

@@ -123,6 +123,7 @@ nlohmann::json model_row(const ModelRowFacts& f, const Stats& st, const MachineI
     if (f.full_layers != f.measured_layers)
         r["note"] = fmt::format("extrapolated from {} to {} layers by weight bytes (x{:.2f})", f.measured_layers, f.full_layers, f.scale);
     r["weight_bytes"] = static_cast<uint64_t>(f.full_wbytes);
+    if (!f.weights.empty()) r["weights"] = f.weights;
     r["time_s"] = stats_json(st);  // seconds per token
     r["tokens_per_s"] = {{"min", 1.0 / st.max}, {"median", 1.0 / st.median}, {"max", 1.0 / st.min}};
     // tg: the weights are streamed once per step of B tokens; pp (as at batch 1): once per
@@ -260,6 +261,7 @@ Result<std::vector<nlohmann::json>> run_model_suite(const ModelOptions& o, const
                 facts.threads = t;
                 facts.full_layers = full_layers;
                 facts.measured_layers = cfg.n_layers;
+                facts.weights = (*model)->weights_copied() ? "huge-pages" : "mmap";
                 facts.scale = scale;
                 facts.full_wbytes = full_wbytes;
                 const nlohmann::json r = model_row(facts, *st, m);

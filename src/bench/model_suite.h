@@ -68,6 +68,7 @@ struct ModelRowFacts {
     int full_layers = 0, measured_layers = 0;
     double scale = 1;          // time factor from measured_layers to full_layers
     double full_wbytes = 0;    // weight bytes streamed per token by the whole model
+    std::string weights;       // "huge-pages" (copied, --mmap off) | "mmap" | "" (not recorded)
 };
 nlohmann::json model_row(const ModelRowFacts& f, const Stats& st, const MachineInfo& m);
 

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <numeric>
 
@@ -389,6 +390,7 @@ Result<std::unique_ptr<Model>> Model::from_file(std::unique_ptr<gguf::File> file
     }
     if (Status s = b.status(); !s) return s.with_context(f.path());
     PL_LOG_INFO("model: {}", c.summary());
+    m->place_weights(default_mmap_mode());
     if (const auto avail = available_memory_bytes(); avail && m->weight_bytes() > *avail)
         PL_LOG_WARN("{}: the weights read per token take {:.1f} GiB but only {:.1f} GiB of memory is available: evicted pages "
                     "are read from disk again every token, so expect disk-bound speed (a smaller type, "
@@ -401,6 +403,87 @@ Result<std::unique_ptr<Model>> Model::from_file(std::unique_ptr<gguf::File> file
                     shard.tp_rank, tp, d.head_begin, d.head_begin + d.n_heads, d.kv_head_begin, d.kv_head_begin + d.n_kv_heads,
                     c.n_kv_heads, tp);
     return m;
+}
+
+const char* mmap_mode_name(MmapMode m) {
+    switch (m) {
+        case MmapMode::On: return "on";
+        case MmapMode::Off: return "off";
+        case MmapMode::Auto: break;
+    }
+    return "auto";
+}
+
+std::optional<MmapMode> parse_mmap_mode(std::string_view name) {
+    if (name == "auto") return MmapMode::Auto;
+    if (name == "on") return MmapMode::On;
+    if (name == "off") return MmapMode::Off;
+    return std::nullopt;
+}
+
+namespace {
+std::atomic<MmapMode> g_mmap_mode{MmapMode::Auto};
+}  // namespace
+
+MmapMode default_mmap_mode() { return g_mmap_mode.load(std::memory_order_relaxed); }
+void set_default_mmap_mode(MmapMode m) { g_mmap_mode.store(m, std::memory_order_relaxed); }
+
+bool should_copy_weights(MmapMode mode, uint64_t bytes, std::optional<uint64_t> avail, int local_procs, bool thp) {
+    if (mode != MmapMode::Auto) return mode == MmapMode::Off;
+    if (!thp || !avail || bytes == 0) return false;
+    const double need = static_cast<double>(bytes) * std::max(1, local_procs);
+    return 2.0 * need <= static_cast<double>(*avail);
+}
+
+void Model::place_weights(MmapMode mode) {
+    std::vector<WeightView*> views;
+    if (output_.data) views.push_back(&output_);
+    for (LayerWeights& L : layers_)
+        for (WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+            if (w->data) views.push_back(w);
+    const auto pad = [](size_t n) { return (n + 63) & ~size_t{63}; };
+    size_t total = 0;
+    for (const WeightView* w : views) total += pad(w->nbytes());
+    const bool thp = transparent_hugepages_usable();
+    if (!should_copy_weights(mode, total, available_memory_bytes(), local_process_count(), thp)) {
+        if (mode == MmapMode::Auto && total > 0)
+            PL_LOG_INFO("weights: {:.2f} GiB used in the file mapping ({}; --mmap off copies them into huge pages)",
+                        static_cast<double>(total) / (1ull << 30),
+                        thp ? "copies would take over half the available memory" : "transparent huge pages are off");
+        return;
+    }
+    auto buf = HugeBuffer::allocate(total);
+    if (!buf) {
+        PL_LOG_WARN("weights: cannot allocate {:.2f} GiB to copy them into; using the file mapping",
+                    static_cast<double>(total) / (1ull << 30));
+        return;
+    }
+    if (!thp) PL_LOG_WARN("weights: transparent huge pages are off in this kernel; the copy uses 4 KiB pages");
+    // Each view's destination, then the copy in 1 MiB pieces over the threads (page faults of
+    // the file and the zeroing of fresh huge pages run in parallel).
+    struct Piece {
+        const uint8_t* src;
+        uint8_t* dst;
+        size_t n;
+    };
+    std::vector<Piece> pieces;
+    size_t off = 0;
+    for (WeightView* w : views) {
+        uint8_t* dst = buf->data() + off;
+        for (size_t i = 0; i < w->nbytes(); i += size_t{1} << 20)
+            pieces.push_back({w->data + i, dst + i, std::min(size_t{1} << 20, w->nbytes() - i)});
+        w->data = dst;
+        off += pad(w->nbytes());
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto np = static_cast<int64_t>(pieces.size());
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t i = 0; i < np; ++i) std::memcpy(pieces[static_cast<size_t>(i)].dst, pieces[static_cast<size_t>(i)].src, pieces[static_cast<size_t>(i)].n);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    arena_ = std::move(*buf);
+    owned_.clear();  // tensor-parallel column slices now live in the arena
+    PL_LOG_INFO("weights: {:.2f} GiB copied into huge-page memory in {:.2f} s (--mmap on uses the file mapping instead)",
+                static_cast<double>(total) / (1ull << 30), s);
 }
 
 uint64_t Model::weight_bytes() const {

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 // The LLaMA-family model: hyper-parameters from `llama.*` GGUF metadata, weight views bound to the
-// mapped file (no copies), and the float reference forward pass.
+// mapped file (or copied into huge pages, MmapMode), and the float reference forward pass.
 //
 // Dimensions use llama2.c's vocabulary: dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim,
 // kv_dim = n_kv_heads * head_dim, vocab_size, seq_len (the context the KV cache is sized for).
 #pragma once
 
+#include "core/huge_pages.h"
 #include "core/status.h"
 #include "format/gguf.h"
 #include "kernels/cpu/kernels.h"
@@ -57,6 +58,22 @@ struct LayerWeights {
     WeightView w_down;             // (dim, hidden_dim)   ffn_down = w2
 };
 
+// Where a model's weight matrices live, `--mmap auto|on|off`:
+//   on   in the file mapping, used in place (4 KiB pages; several processes share the page cache);
+//   off  copied at load into anonymous memory with transparent huge pages (like llama.cpp's
+//        --no-mmap, plus MADV_HUGEPAGE): about 10 % faster decode here, docs/performance.md;
+//   auto off when the kernel has huge pages on and the copies of every process of the job on
+//        this machine take at most half the available memory, else on.
+enum class MmapMode { Auto, On, Off };
+const char* mmap_mode_name(MmapMode m);
+std::optional<MmapMode> parse_mmap_mode(std::string_view name);  // "auto", "on", "off"
+// The mode Model::load uses (auto unless set, e.g. by --mmap).
+MmapMode default_mmap_mode();
+void set_default_mmap_mode(MmapMode m);
+// The decision for `bytes` of weights: avail = available memory (nullopt = unknown), local_procs =
+// processes of the job on this machine, thp = huge pages usable.
+bool should_copy_weights(MmapMode mode, uint64_t bytes, std::optional<uint64_t> avail, int local_procs, bool thp);
+
 class Model {
 public:
     // Opens a GGUF, validates architecture, metadata and every tensor's presence, type and shape.
@@ -82,6 +99,8 @@ public:
     // Bytes of weights streamed per generated token (all matrices once + one embedding row).
     uint64_t weight_bytes() const;
     uint64_t n_params() const;
+    // True when the weight matrices were copied into huge-page memory (MmapMode above).
+    bool weights_copied() const { return arena_.data() != nullptr; }
 
 private:
     Model() = default;
@@ -95,6 +114,8 @@ private:
     ShardSpec shard_;
     ShardDims dims_;
     std::vector<std::unique_ptr<uint8_t[]>> owned_;  // column slices of a tensor-parallel shard
+    HugeBuffer arena_;                               // the copied weight matrices (MmapMode::Off)
+    void place_weights(MmapMode mode);
 };
 
 // Per-sequence state: the KV cache and scratch buffers, sized once from the config.

@@ -5,6 +5,8 @@
 #include "model/llama.h"
 #include "sampling/sampler.h"
 
+#include <cstring>
+
 
 namespace {
 
@@ -40,6 +42,40 @@ TEST(Stories260K, GreedyFromBosMatchesRunC) {
     ASSERT_TRUE(session) << session.error_message();
     const auto got = greedy(**session, 1, 256, c.vocab_size);
     EXPECT_EQ(got, ref);
+}
+
+// --mmap off copies the weight matrices into huge-page memory: the views move out of the file
+// mapping, the bytes (and so every logit) stay the same.
+TEST(Stories260K, CopiedWeightsGiveTheMappedLogits) {
+    const std::string path = pl::test::model_file("stories260K/stories260K-f32.gguf");
+    PL_REQUIRE_DATA(path, "stories260K/stories260K-f32.gguf");
+    const pl::MmapMode saved = pl::default_mmap_mode();
+    pl::set_default_mmap_mode(pl::MmapMode::On);
+    auto mapped = pl::Model::load(path);
+    pl::set_default_mmap_mode(pl::MmapMode::Off);
+    auto copied = pl::Model::load(path);
+    pl::set_default_mmap_mode(saved);
+    ASSERT_TRUE(mapped && copied);
+    EXPECT_FALSE((*mapped)->weights_copied());
+    EXPECT_TRUE((*copied)->weights_copied());
+    const pl::gguf::TensorInfo* wq_mapped = (*mapped)->file().find_tensor("blk.0.attn_q.weight");
+    const pl::gguf::TensorInfo* wq_copied = (*copied)->file().find_tensor("blk.0.attn_q.weight");
+    ASSERT_TRUE(wq_mapped && wq_copied);
+    EXPECT_EQ((*mapped)->layer(0).wq.data, wq_mapped->data);
+    EXPECT_NE((*copied)->layer(0).wq.data, wq_copied->data);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>((*copied)->layer(0).wq.data) % 64, 0u);
+    EXPECT_EQ((*copied)->weight_bytes(), (*mapped)->weight_bytes());
+    for (int l = 0; l < (*copied)->config().n_layers; ++l) {
+        const pl::WeightView& a = (*mapped)->layer(l).w_down;
+        const pl::WeightView& b = (*copied)->layer(l).w_down;
+        ASSERT_EQ(a.nbytes(), b.nbytes());
+        EXPECT_EQ(std::memcmp(a.data, b.data, a.nbytes()), 0) << "layer " << l;
+    }
+    const int vocab = (*mapped)->config().vocab_size;
+    auto a = pl::Session::create(**mapped, 64);
+    auto b = pl::Session::create(**copied, 64);
+    ASSERT_TRUE(a && b);
+    EXPECT_EQ(greedy(**a, 1, 32, vocab), greedy(**b, 1, 32, vocab));
 }
 
 TEST(Stories260K, BatchEvalLogitsEqualTokenByToken) {

@@ -300,8 +300,14 @@ TEST(HeadSplit, EverySplitTilesTheHeads) {
 // A replicated shard as the loader builds it: each rank's attn_q/attn_k/attn_v views are its row
 // ranges of the mapped file (nothing else is read), attn_output holds exactly its heads' columns,
 // and its KV cache holds only its KV heads. tiny-gqa-8x2 (8 query heads on 2 KV heads, head_dim
-// 32) over 4 and 3 ranks, f16 weights.
+// 32) over 4 and 3 ranks, f16 weights. The views are checked in the mapping (--mmap on); a copied
+// shard copies exactly these views (Stories260K.CopiedWeightsGiveTheMappedLogits).
 TEST(HeadSplit, ReplicatedShardsHoldTheirRowsAndKvHeads) {
+    struct MappedWeights {
+        pl::MmapMode saved = pl::default_mmap_mode();
+        MappedWeights() { pl::set_default_mmap_mode(pl::MmapMode::On); }
+        ~MappedWeights() { pl::set_default_mmap_mode(saved); }
+    } mapped;
     const std::string dir = pl::test::make_temp_dir("head_split");
     pl::SynthOptions o;
     o.shape = "tiny-gqa-8x2";
