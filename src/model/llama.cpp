@@ -536,7 +536,11 @@ Result<std::unique_ptr<Session>> Session::create(const Model& model, int n_ctx, 
     s->n_batch_ = std::min(n_batch, n_ctx);
     s->n_threads_ = std::max(1, omp_get_max_threads());
     if (!reference) s->kernels_ = &cpu_kernels();
-    const int64_t budget = kv_budget_tokens > 0 ? kv_budget_tokens : static_cast<int64_t>(n_seq) * n_ctx;
+    // Without a budget every sequence can fill its context: whole blocks per sequence (a pool of
+    // n_seq * n_ctx positions would be short by up to a block per sequence, since blocks are
+    // not shared between sequences).
+    const int64_t ctx_blocks = (static_cast<int64_t>(n_ctx) + kKvBlock - 1) / kKvBlock;
+    const int64_t budget = kv_budget_tokens > 0 ? kv_budget_tokens : static_cast<int64_t>(n_seq) * ctx_blocks * kKvBlock;
     const int64_t n_blocks = std::max<int64_t>(1, (budget + kKvBlock - 1) / kKvBlock);
     if (n_blocks > (int64_t{1} << 30)) return err("KV budget of {} tokens is too large", budget);
     s->n_blocks_ = static_cast<int>(n_blocks);

@@ -148,8 +148,8 @@ public:
     // n_ctx positions.
     // kv: the cache's element type (default_kv_type() when not given).
     // kv_budget_tokens: the KV cache is a pool of blocks of kKvBlock positions shared by all
-    // sequences (paged); this many positions in all (<= 0: n_seq * n_ctx, every sequence can fill
-    // its context). Blocks are taken as sequences grow and given back by seq_free().
+    // sequences (paged); this many positions in all (<= 0: n_seq blocks-rounded contexts, so
+    // every sequence can fill its context). Blocks are taken as sequences grow and given back by seq_free().
     static Result<std::unique_ptr<Session>> create(const Model& model, int n_ctx = 0, bool reference = false,
                                                    int n_batch = 0, int n_seq = 1, std::optional<KvType> kv = std::nullopt,
                                                    int64_t kv_budget_tokens = 0);

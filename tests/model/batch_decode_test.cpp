@@ -204,6 +204,29 @@ namespace {
 // The paged KV pool: a budget smaller than n_seq * n_ctx, sequences growing and finishing
 // independently, a request that does not fit fails with a clear error and changes nothing, freed
 // blocks are reused (stale contents never leak into results), and all blocks come back.
+// Without a budget every sequence can fill its whole context, also when n_ctx is not a multiple of
+// the block size (a pool of n_seq * n_ctx positions was short by a block per sequence:
+// `generate --prompts-file` with 16 prompts stopped with "KV cache full").
+TEST(KvPool, DefaultBudgetLetsEverySequenceFillItsContext) {
+    const std::string path = pl::test::model_file("stories260K/stories260K-f32.gguf");
+    PL_REQUIRE_DATA(path, "stories260K/stories260K-f32.gguf");
+    auto model = pl::Model::load(path);
+    ASSERT_TRUE(model);
+    const int vocab = (*model)->config().vocab_size;
+    constexpr int kCtx = 42, kSeqs = 5;  // 3 blocks per sequence, 6 positions of the last unused
+    auto s = pl::Session::create(**model, kCtx, false, 0, kSeqs);
+    ASSERT_TRUE(s) << s.error_message();
+    EXPECT_EQ((*s)->kv_blocks_total(), kSeqs * 3);
+    std::vector<float> logits(static_cast<size_t>(vocab));
+    for (int seq = 0; seq < kSeqs; ++seq) {
+        std::vector<pl::BatchEntry> e;
+        for (int j = 0; j < kCtx; ++j) e.push_back({seq, j, static_cast<int32_t>(3 + (seq * 11 + j * 7) % 400), j + 1 == kCtx});
+        const auto st = (*s)->decode(e, logits.data());
+        ASSERT_TRUE(st.is_ok()) << "sequence " << seq << ": " << st.message();
+    }
+    EXPECT_EQ((*s)->kv_blocks_free(), 0);
+}
+
 TEST(KvPool, BudgetReuseAndNoLeak) {
     const std::string path = pl::test::model_file("stories260K/stories260K-f32.gguf");
     PL_REQUIRE_DATA(path, "stories260K/stories260K-f32.gguf");
