@@ -770,7 +770,7 @@ void Session::quantize_input(const WeightView& W, const float* X, int n, Q8Acts&
         if (rotated) {  // per row: the rotation works on the row's own groups
             float* r = rot_.data() + static_cast<size_t>(omp_get_thread_num()) * static_cast<size_t>(cols);
             std::copy(src, src + cols, r);
-            rotate_q3_5(r, cols);
+            kernels_->rotate_q3_5(r, cols);
             src = r;
         }
         quant(src, cols, xq.qs.data() + i * cols, xq.d.data() + i * nb, xq.sum.data() + i * nb);

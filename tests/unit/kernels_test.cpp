@@ -105,6 +105,41 @@ TEST(Kernels, QuantizeActsQ3_5BitExactAcrossIsas) {
     EXPECT_EQ(a.qs[521], 10);
 }
 
+// The rotation of q3.5 activations: every ISA gives the reference's bits (full groups, tails of
+// 32-chunks, n = 576's 64-element tail, spikes that overflow to inf, tiny values).
+TEST(Kernels, RotateQ3_5BitExactAcrossIsas) {
+    const auto ref = pl::kernels_for(pl::Isa::Scalar);
+    EXPECT_EQ(ref.rotate_q3_5, &pl::rotate_q3_5);
+    std::mt19937 rng(21);
+    for (pl::Isa isa : pl::supported_isas()) {
+        const auto k = pl::kernels_for(isa);
+        ASSERT_NE(k.rotate_q3_5, nullptr) << pl::isa_name(isa);
+        for (int64_t n : {32, 64, 96, 224, 256, 288, 576, 1056, 4096, 11008}) {
+            for (int pattern = 0; pattern < 6; ++pattern) {
+                auto x = pattern == 5 ? std::vector<float>(static_cast<size_t>(n), 3e38f) : make_input(n, pattern, rng);
+                auto a = x, b = x;
+                pl::rotate_q3_5(a.data(), n);
+                k.rotate_q3_5(b.data(), n);
+                EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0)
+                    << pl::isa_name(isa) << " n=" << n << " pattern " << pattern;
+            }
+        }
+    }
+    // R is orthonormal: the rotation keeps the norm (and is not the identity).
+    std::vector<float> x(576);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 13) - 6.0f;
+    auto y = x;
+    pl::kernels_for(pl::supported_isas().back()).rotate_q3_5(y.data(), 576);
+    double nx = 0, ny = 0, diff = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+        nx += double(x[i]) * x[i];
+        ny += double(y[i]) * y[i];
+        diff += std::abs(double(x[i]) - y[i]);
+    }
+    EXPECT_NEAR(ny / nx, 1.0, 1e-6);
+    EXPECT_GT(diff, 1.0);
+}
+
 TEST(Kernels, QuantizeActsReferenceSemantics) {
     // One block: amax 254 -> d = 2; x/d rounds half to even; sum is the sum of quants.
     std::vector<float> x(32, 0.0f);

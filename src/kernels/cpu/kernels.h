@@ -84,6 +84,8 @@ struct CpuKernels {
     // For q3.5 rows: the ALREADY ROTATED row (rotate_q3_5) with one scale per q3.5 group
     // (quantize_acts_q3_5_ref); d/sum keep the per-32 layout.
     QuantizeActsFn quantize_acts_q3_5 = nullptr;
+    // R x in place for a q3.5 row of n elements (bit-identical to rotate_q3_5, quant/q3_5.h).
+    void (*rotate_q3_5)(float* x, int64_t n) = nullptr;
     // The q3.5 weight quantizer (same bytes as quantize_row_q3_5_ref, faster where SIMD exists).
     void (*quantize_row_q3_5)(const float* x, void* dst, int64_t n) = nullptr;
     DotQ8AFn dot_q8_0 = nullptr;

@@ -126,6 +126,7 @@ void install_scalar(CpuKernels& k) {
     k.dot_q4_1 = dot_q4_1_q8a_ref;
     k.dot_q3_5 = dot_q3_5_q8a_ref;
     k.quantize_acts_q3_5 = quantize_acts_q3_5_ref;
+    k.rotate_q3_5 = rotate_q3_5;
     k.quantize_row_q3_5 = quantize_row_q3_5_ref;
 }
 

@@ -16,7 +16,9 @@
 #include "quant/q8_0.h"
 
 #include <immintrin.h>
+
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -338,6 +340,64 @@ void gemm_rows_q3_5_avx512(const uint8_t* w, size_t row_bytes, int64_t nrows, in
     for (; r < nrows; ++r) q3_5_rows<1>(w + r * row_bytes, row_bytes, n, au8, d, m, y + r, ldy);
 }
 
+// ---- q3.5 rotation (R x, quant/q3_5.h) -----------------------------------------------------------
+// The reference's butterflies, a register of 16 floats at a time: for h >= 16 the pairs are whole
+// registers; for h < 16 a lane is paired with lane ^ h of its own register (a permute), the lane
+// with bit h clear takes a + b and the other a - b, with a = the lower element as in the
+// reference. Same operations on the same operands, so the same bits.
+template <int kH>
+inline __m512 butterfly_in_lanes(__m512 v) {
+    static_assert(kH == 1 || kH == 2 || kH == 4 || kH == 8);
+    // Lane i's partner is i ^ kH; the lanes with bit kH set take the difference.
+    constexpr __mmask16 kHi = kH == 1 ? 0xAAAA : kH == 2 ? 0xCCCC : kH == 4 ? 0xF0F0 : 0xFF00;
+    const __m512i idx = _mm512_xor_si512(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                         _mm512_set1_epi32(kH));
+    const __m512 p = _mm512_permutexvar_ps(idx, v);         // the partner lane
+    return _mm512_mask_sub_ps(_mm512_add_ps(v, p), kHi, p, v);  // lo: v + p, hi: p - v
+}
+
+// Sign flips of elements e0.. of a group (bits of kQ3_5Signs), as an xor of the sign bit.
+inline __m512 flip_signs(__m512 v, int e0) {
+    const auto bits = static_cast<__mmask16>(kQ3_5Signs[e0 >> 6] >> (e0 & 63));
+    return _mm512_castsi512_ps(
+        _mm512_mask_xor_epi32(_mm512_castps_si512(v), bits, _mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN)));
+}
+
+// len = 32 or 256 values at x: signs, the Hadamard transform, the scale.
+template <int kRegs>
+inline void rotate_chunk(float* x, float scale) {
+    __m512 v[kRegs];
+#pragma GCC unroll 16
+    for (int r = 0; r < kRegs; ++r) v[r] = flip_signs(_mm512_loadu_ps(x + 16 * r), 16 * r);
+#pragma GCC unroll 16
+    for (int r = 0; r < kRegs; ++r) v[r] = butterfly_in_lanes<1>(v[r]);
+#pragma GCC unroll 16
+    for (int r = 0; r < kRegs; ++r) v[r] = butterfly_in_lanes<2>(v[r]);
+#pragma GCC unroll 16
+    for (int r = 0; r < kRegs; ++r) v[r] = butterfly_in_lanes<4>(v[r]);
+#pragma GCC unroll 16
+    for (int r = 0; r < kRegs; ++r) v[r] = butterfly_in_lanes<8>(v[r]);
+#pragma GCC unroll 4
+    for (int hr = 1; hr < kRegs; hr <<= 1)
+#pragma GCC unroll 16
+        for (int j = 0; j < kRegs; ++j)
+            if ((j & hr) == 0) {
+                const __m512 a = v[j], b = v[j + hr];
+                v[j] = _mm512_add_ps(a, b);
+                v[j + hr] = _mm512_sub_ps(a, b);
+            }
+    const __m512 s = _mm512_set1_ps(scale);
+#pragma GCC unroll 16
+    for (int r = 0; r < kRegs; ++r) _mm512_storeu_ps(x + 16 * r, _mm512_mul_ps(v[r], s));
+}
+
+void rotate_q3_5_avx512(float* x, int64_t n) {
+    int64_t g0 = 0;
+    for (; g0 + kQ3_5Group <= n; g0 += kQ3_5Group) rotate_chunk<kQ3_5Group / 16>(x + g0, 0.0625f);
+    const float s32 = 1.0f / std::sqrt(32.0f);
+    for (; g0 < n; g0 += 32) rotate_chunk<2>(x + g0, s32);
+}
+
 // Activations for q3.5 rows (already rotated): one scale per group, per-32 sums.
 void quantize_acts_q3_5_avx512(const float* x, int64_t n, int8_t* qs, float* d, int32_t* sum) {
     for (int64_t g0 = 0; g0 < n;) {
@@ -435,6 +495,7 @@ void install_avx512(CpuKernels& k) {
     k.gemm_q3_5 = gemm_q3_5_avx512;
     k.gemm_rows_q3_5 = gemm_rows_q3_5_avx512;
     k.quantize_acts_q3_5 = quantize_acts_q3_5_avx512;
+    k.rotate_q3_5 = rotate_q3_5_avx512;
 }
 
 }  // namespace pl
