@@ -513,6 +513,20 @@ std::optional<KvType> parse_kv_type(std::string_view name) {
 
 namespace {
 std::atomic<KvType> g_kv_type{KvType::F32};
+
+// Entries from which the per-entry steps of a forward pass (norms, RoPE, SwiGLU, residual adds)
+// are spread over the threads; below it a parallel region costs more than it saves.
+constexpr int kParallelRows = 4;
+
+// x += y over n rows of dim (the residual connection).
+void add_rows(float* x, const float* y, int n, int dim) {
+#pragma omp parallel for schedule(static) if (n >= kParallelRows)
+    for (int i = 0; i < n; ++i) {
+        float* xr = x + static_cast<size_t>(i) * dim;
+        const float* yr = y + static_cast<size_t>(i) * dim;
+        for (int j = 0; j < dim; ++j) xr[j] += yr[j];
+    }
+}
 }  // namespace
 
 KvType default_kv_type() { return g_kv_type.load(std::memory_order_relaxed); }
@@ -824,6 +838,9 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
 
     for (int l = d.layer_begin; l < d.layer_end; ++l) {
         const LayerWeights& L = model_.layer(l);
+        // Per-entry and element-wise steps run on all threads from kParallelRows entries on
+        // (each element sees the same operations, so the results do not depend on the split).
+#pragma omp parallel for schedule(static) if (n >= kParallelRows)
         for (int i = 0; i < n; ++i)
             rmsnorm(xb_.data() + static_cast<size_t>(i) * dim, x + static_cast<size_t>(i) * dim, L.attn_norm.data(), dim, c.rms_eps);
 
@@ -833,6 +850,7 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
             float* ys[] = {q_.data(), k_new_.data(), v_new_.data()};
             linear_many(ws, ys, xb_.data(), n, xq_, xq_valid);
         }
+#pragma omp parallel for schedule(static) if (n >= kParallelRows)
         for (int i = 0; i < n; ++i) {
             float* k = k_new_.data() + static_cast<size_t>(i) * kv_dim;
             rope(q_.data() + static_cast<size_t>(i) * q_dim, d.n_heads, head_dim, c.n_rot, pos[i], c.rope_theta, freq_factors);
@@ -883,8 +901,9 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
         xq_valid = false;
         linear(L.wo, xb_.data(), n, xb2_.data(), xq_, xq_valid);
         if (tp) tp->allreduce_sum(xb2_.data(), nd);  // partial sums over this rank's heads
-        for (size_t j = 0; j < nd; ++j) x[j] += xb2_[j];
+        add_rows(x, xb2_.data(), n, dim);
 
+#pragma omp parallel for schedule(static) if (n >= kParallelRows)
         for (int i = 0; i < n; ++i)
             rmsnorm(xb_.data() + static_cast<size_t>(i) * dim, x + static_cast<size_t>(i) * dim, L.ffn_norm.data(), dim, c.rms_eps);
         xq_valid = false;
@@ -893,11 +912,13 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
             float* ys[] = {hb_.data(), hb2_.data()};
             linear_many(ws, ys, xb_.data(), n, xq_, xq_valid);
         }
-        swiglu(hb_.data(), hb2_.data(), static_cast<int64_t>(n) * d.hidden_dim);
+#pragma omp parallel for schedule(static) if (n >= kParallelRows)
+        for (int i = 0; i < n; ++i)
+            swiglu(hb_.data() + static_cast<size_t>(i) * d.hidden_dim, hb2_.data() + static_cast<size_t>(i) * d.hidden_dim, d.hidden_dim);
         bool hq_valid = false;
         linear(L.w_down, hb_.data(), n, xb2_.data(), hq_, hq_valid);
         if (tp) tp->allreduce_sum(xb2_.data(), nd);  // partial sums over this rank's FFN rows
-        for (size_t j = 0; j < nd; ++j) x[j] += xb2_[j];
+        add_rows(x, xb2_.data(), n, dim);
     }
     if (x_out) {  // a pipeline stage before the last: hand the hidden states on
         std::memcpy(x_out, x, nd * sizeof(float));
