@@ -104,8 +104,10 @@ int q3_5_first_code_at_least(float target);
 // order s = 4t + j). Every implementation must give the reference's bytes exactly.
 using Q3_5SubQuantFn = void (*)(const float* v, uint8_t& k, uint8_t* mag, uint8_t* neg);
 void q3_5_quantize_sub_ref(const float* v, uint8_t& k, uint8_t* mag, uint8_t* neg);
-// The row quantizer around a sub-block search (quantize_row_q3_5_ref uses the reference one).
-void quantize_row_q3_5_with(const float* x, void* dst, int64_t n, Q3_5SubQuantFn sub);
+// The row quantizer around a sub-block search (quantize_row_q3_5_ref uses the reference one) and a
+// rotation (rotate_q3_5 unless given; any other must give its bits, as the kernels' do).
+using Q3_5RotateFn = void (*)(float* x, int64_t n);
+void quantize_row_q3_5_with(const float* x, void* dst, int64_t n, Q3_5SubQuantFn sub, Q3_5RotateFn rotate = nullptr);
 
 // The reference dot product of one group of g weights (at p) with its int8 activations a (scale
 // da): sum over sub-blocks of scale(k_L) * da * (exact int32 sum of +-mag * a). The scalar kernel

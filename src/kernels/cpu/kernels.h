@@ -136,6 +136,7 @@ void install_scalar(CpuKernels& k);
 void install_avx2(CpuKernels& k);
 void install_avx512(CpuKernels& k);
 void install_avx512_quant(CpuKernels& k);  // kernels/cpu/x86/avx512/quant_q3_5_avx512.cpp
+void rotate_q3_5_avx512(float* x, int64_t n);  // CpuKernels::rotate_q3_5 of install_avx512
 // AMX on top of an avx512 table (kernels/cpu/x86/amx/): asks Linux once per process for the tile
 // state (arch_prctl ARCH_REQ_XCOMP_PERM) and installs nothing, returning false, when the table is
 // below avx512, the CPU lacks amx-tile/amx-int8 or Linux refuses. kernels_for(Avx512) calls it when

@@ -176,13 +176,14 @@ void dequantize_row_q3_5_ref(const void* src, float* out, int64_t n) {
     }
 }
 
-void quantize_row_q3_5_with(const float* x, void* dst, int64_t n, Q3_5SubQuantFn sub) {
+void quantize_row_q3_5_with(const float* x, void* dst, int64_t n, Q3_5SubQuantFn sub, Q3_5RotateFn rotate) {
+    if (!rotate) rotate = rotate_q3_5;
     auto* p = static_cast<uint8_t*>(dst);
     float c[kQ3_5Group];
     for (int64_t g0 = 0; g0 < n;) {
         const int64_t g = group_at(g0, n);
         std::memcpy(c, x + g0, static_cast<size_t>(g) * sizeof(float));
-        rotate_group(c, g);
+        rotate(c, g);  // one group: rotate_q3_5 of g elements is rotate_group
         std::memset(p, 0, static_cast<size_t>(q3_5_group_bytes(g)));
         uint8_t* mags = p;
         uint8_t* signs = p + q3_5_signs_offset(g);

@@ -391,12 +391,6 @@ inline void rotate_chunk(float* x, float scale) {
     for (int r = 0; r < kRegs; ++r) _mm512_storeu_ps(x + 16 * r, _mm512_mul_ps(v[r], s));
 }
 
-void rotate_q3_5_avx512(float* x, int64_t n) {
-    int64_t g0 = 0;
-    for (; g0 + kQ3_5Group <= n; g0 += kQ3_5Group) rotate_chunk<kQ3_5Group / 16>(x + g0, 0.0625f);
-    const float s32 = 1.0f / std::sqrt(32.0f);
-    for (; g0 < n; g0 += 32) rotate_chunk<2>(x + g0, s32);
-}
 
 // Activations for q3.5 rows (already rotated): one scale per group, per-32 sums.
 void quantize_acts_q3_5_avx512(const float* x, int64_t n, int8_t* qs, float* d, int32_t* sum) {
@@ -477,6 +471,13 @@ void to_f16_avx512(const float* x, uint16_t* h, int64_t n) {
 }
 
 }  // namespace
+
+void rotate_q3_5_avx512(float* x, int64_t n) {
+    int64_t g0 = 0;
+    for (; g0 + kQ3_5Group <= n; g0 += kQ3_5Group) rotate_chunk<kQ3_5Group / 16>(x + g0, 0.0625f);
+    const float s32 = 1.0f / std::sqrt(32.0f);
+    for (; g0 < n; g0 += 32) rotate_chunk<2>(x + g0, s32);
+}
 
 void install_avx512(CpuKernels& k) {
     k.dot_f32 = dot_f32_avx512;

@@ -79,7 +79,9 @@ void quantize_sub_avx512(const float* vp, uint8_t& k_out, uint8_t* mag, uint8_t*
     _mm_storeu_si128(reinterpret_cast<__m128i*>(mag), idx);
 }
 
-void quantize_row_q3_5_avx512(const float* x, void* dst, int64_t n) { quantize_row_q3_5_with(x, dst, n, quantize_sub_avx512); }
+void quantize_row_q3_5_avx512(const float* x, void* dst, int64_t n) {
+    quantize_row_q3_5_with(x, dst, n, quantize_sub_avx512, rotate_q3_5_avx512);
+}
 
 }  // namespace
 
