@@ -11,6 +11,8 @@
 
 #include <immintrin.h>
 
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 
 namespace pl {
@@ -160,6 +162,59 @@ float dot_q3_5_q8a_avx2(const void* w, const int8_t* qs, const float* d, const i
     return hsum_ps(acc) + tail;
 }
 
+// ---- q3.5 rotation (R x, quant/q3_5.h), 8 floats a register ----------------------------------
+// As the AVX-512 version: for h < 8 lane i pairs with lane i ^ h of its register (the lane with bit
+// h clear takes a + b, the other a - b with a the lower element), for h >= 8 whole registers pair.
+// The reference's operations on the same operands in the same order: the same bits.
+template <int kH>
+inline __m256 butterfly_in_lanes_avx2(__m256 v) {
+    static_assert(kH == 1 || kH == 2 || kH == 4);
+    constexpr int kHi = kH == 1 ? 0xAA : kH == 2 ? 0xCC : 0xF0;
+    const __m256i idx = _mm256_xor_si256(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(kH));
+    const __m256 p = _mm256_permutevar8x32_ps(v, idx);
+    return _mm256_blend_ps(_mm256_add_ps(v, p), _mm256_sub_ps(p, v), kHi);
+}
+
+template <int kRegs>
+inline void rotate_chunk_avx2(float* x, float scale) {
+    __m256 v[kRegs];
+    const __m256 sign = _mm256_castsi256_ps(_mm256_set1_epi32(INT32_MIN));
+#pragma GCC unroll 32
+    for (int r = 0; r < kRegs; ++r) {
+        const int e0 = 8 * r;
+        const uint32_t bits = static_cast<uint32_t>(kQ3_5Signs[e0 >> 6] >> (e0 & 63)) & 0xFF;
+        const __m256i lane = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        const __m256 neg = _mm256_castsi256_ps(
+            _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(static_cast<int>(bits)), lane), lane));
+        v[r] = _mm256_xor_ps(_mm256_loadu_ps(x + e0), _mm256_and_ps(neg, sign));
+    }
+#pragma GCC unroll 32
+    for (int r = 0; r < kRegs; ++r) v[r] = butterfly_in_lanes_avx2<1>(v[r]);
+#pragma GCC unroll 32
+    for (int r = 0; r < kRegs; ++r) v[r] = butterfly_in_lanes_avx2<2>(v[r]);
+#pragma GCC unroll 32
+    for (int r = 0; r < kRegs; ++r) v[r] = butterfly_in_lanes_avx2<4>(v[r]);
+#pragma GCC unroll 5
+    for (int hr = 1; hr < kRegs; hr <<= 1)
+#pragma GCC unroll 32
+        for (int j = 0; j < kRegs; ++j)
+            if ((j & hr) == 0) {
+                const __m256 a = v[j], b = v[j + hr];
+                v[j] = _mm256_add_ps(a, b);
+                v[j + hr] = _mm256_sub_ps(a, b);
+            }
+    const __m256 s = _mm256_set1_ps(scale);
+#pragma GCC unroll 32
+    for (int r = 0; r < kRegs; ++r) _mm256_storeu_ps(x + 8 * r, _mm256_mul_ps(v[r], s));
+}
+
+void rotate_q3_5_avx2(float* x, int64_t n) {
+    int64_t g0 = 0;
+    for (; g0 + kQ3_5Group <= n; g0 += kQ3_5Group) rotate_chunk_avx2<kQ3_5Group / 8>(x + g0, 0.0625f);
+    const float s32 = 1.0f / std::sqrt(32.0f);
+    for (; g0 < n; g0 += 32) rotate_chunk_avx2<4>(x + g0, s32);
+}
+
 }  // namespace
 
 void install_avx2(CpuKernels& k) {
@@ -168,6 +223,7 @@ void install_avx2(CpuKernels& k) {
     k.dot_q4_0 = dot_q4_0_q8a_avx2;
     k.dot_q4_1 = dot_q4_1_q8a_avx2;
     k.dot_q3_5 = dot_q3_5_q8a_avx2;
+    k.rotate_q3_5 = rotate_q3_5_avx2;
 }
 
 }  // namespace pl
