@@ -823,12 +823,16 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
     const float* freq_factors = model_.rope_freqs().empty() ? nullptr : model_.rope_freqs().data();
     float* x = x_.data();
     const bool f16 = kv_type_ == KvType::F16;
-    // Row of (layer, sequence, position) in the caches: through the sequence's block table.
-    const size_t block_rows = static_cast<size_t>(kKvBlock) * static_cast<size_t>(kv_dim);
-    auto kv_row = [&](int l, int s, int t) {
+    // Where (layer, sequence, position, KV head) sits in the caches: through the sequence's block
+    // table. A block is head-major, (n_kv_heads, kKvBlock, head_dim): the rows one head's
+    // attention reads are contiguous for 16 positions (8 KiB at head_dim 128) instead of one
+    // head_dim slice every kv_dim elements.
+    const size_t block_elems = static_cast<size_t>(kKvBlock) * static_cast<size_t>(kv_dim);
+    const size_t head_elems = static_cast<size_t>(kKvBlock) * static_cast<size_t>(head_dim);
+    auto kv_at = [&](int l, int s, int t, int kvh) {
         const int32_t b = seq_blocks_[static_cast<size_t>(s)][static_cast<size_t>(t / kKvBlock)];
-        return (static_cast<size_t>(l - d.layer_begin) * static_cast<size_t>(n_blocks_) + static_cast<size_t>(b)) * block_rows +
-               static_cast<size_t>(t % kKvBlock) * static_cast<size_t>(kv_dim);
+        return (static_cast<size_t>(l - d.layer_begin) * static_cast<size_t>(n_blocks_) + static_cast<size_t>(b)) * block_elems +
+               static_cast<size_t>(kvh) * head_elems + static_cast<size_t>(t % kKvBlock) * static_cast<size_t>(head_dim);
     };
 
     if (x_in)
@@ -857,13 +861,17 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
             rope(k, d.n_kv_heads, head_dim, c.n_rot, pos[i], c.rope_theta, freq_factors);
             // This step's K and V rows go to their sequences' slots before any entry attends.
             const float* v = v_new_.data() + static_cast<size_t>(i) * kv_dim;
-            const size_t at = kv_row(l, seqs[i], pos[i]);
-            if (f16) {
-                kv_kernels_->to_f16(k, static_cast<uint16_t*>(key_cache_) + at, kv_dim);
-                kv_kernels_->to_f16(v, static_cast<uint16_t*>(value_cache_) + at, kv_dim);
-            } else {
-                std::memcpy(static_cast<float*>(key_cache_) + at, k, static_cast<size_t>(kv_dim) * sizeof(float));
-                std::memcpy(static_cast<float*>(value_cache_) + at, v, static_cast<size_t>(kv_dim) * sizeof(float));
+            for (int kvh = 0; kvh < d.n_kv_heads; ++kvh) {
+                const size_t at = kv_at(l, seqs[i], pos[i], kvh);
+                const float* kh = k + static_cast<size_t>(kvh) * head_dim;
+                const float* vh = v + static_cast<size_t>(kvh) * head_dim;
+                if (f16) {
+                    kv_kernels_->to_f16(kh, static_cast<uint16_t*>(key_cache_) + at, head_dim);
+                    kv_kernels_->to_f16(vh, static_cast<uint16_t*>(value_cache_) + at, head_dim);
+                } else {
+                    std::memcpy(static_cast<float*>(key_cache_) + at, kh, static_cast<size_t>(head_dim) * sizeof(float));
+                    std::memcpy(static_cast<float*>(value_cache_) + at, vh, static_cast<size_t>(head_dim) * sizeof(float));
+                }
             }
         }
 
@@ -878,24 +886,24 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
                 float* att = att_.data() + static_cast<size_t>(omp_get_thread_num()) * n_ctx_;
                 // The KV head query head head_begin + h reads, among this rank's KV heads (with
                 // whole KV groups head_begin = kv_head_begin * kv_mul, so it is h / kv_mul).
-                const size_t kv_off = static_cast<size_t>((d.head_begin + h) / kv_mul - d.kv_head_begin) * head_dim;
+                const int kvh = (d.head_begin + h) / kv_mul - d.kv_head_begin;
                 float* out = xb_.data() + static_cast<size_t>(i) * q_dim + static_cast<size_t>(h) * head_dim;
                 if (f16) {
                     const auto* kc = static_cast<const uint16_t*>(key_cache_);
                     const auto* vc = static_cast<const uint16_t*>(value_cache_);
                     for (int t = 0; t <= p; ++t)
-                        att[t] = kv_kernels_->dot_f16(q, kc + kv_row(l, sq, t) + kv_off, head_dim) / sqrt_head_dim;
+                        att[t] = kv_kernels_->dot_f16(q, kc + kv_at(l, sq, t, kvh), head_dim) / sqrt_head_dim;
                     softmax(att, p + 1);
                     std::fill(out, out + head_dim, 0.0f);
-                    for (int t = 0; t <= p; ++t) kv_kernels_->axpy_f16(out, att[t], vc + kv_row(l, sq, t) + kv_off, head_dim);
+                    for (int t = 0; t <= p; ++t) kv_kernels_->axpy_f16(out, att[t], vc + kv_at(l, sq, t, kvh), head_dim);
                     continue;
                 }
                 const auto* kc = static_cast<const float*>(key_cache_);
                 const auto* vc = static_cast<const float*>(value_cache_);
-                for (int t = 0; t <= p; ++t) att[t] = kv_kernels_->dot_f32(q, kc + kv_row(l, sq, t) + kv_off, head_dim) / sqrt_head_dim;
+                for (int t = 0; t <= p; ++t) att[t] = kv_kernels_->dot_f32(q, kc + kv_at(l, sq, t, kvh), head_dim) / sqrt_head_dim;
                 softmax(att, p + 1);
                 std::fill(out, out + head_dim, 0.0f);
-                for (int t = 0; t <= p; ++t) kv_kernels_->axpy_f32(out, att[t], vc + kv_row(l, sq, t) + kv_off, head_dim);
+                for (int t = 0; t <= p; ++t) kv_kernels_->axpy_f32(out, att[t], vc + kv_at(l, sq, t, kvh), head_dim);
             }
         }
         xq_valid = false;

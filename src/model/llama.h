@@ -246,8 +246,8 @@ private:
     KvType kv_type_ = KvType::F32;
     const CpuKernels* kv_kernels_ = nullptr;  // f16 conversions and dots (scalar on the reference path)
     // Under parallelism n_layers and kv_dim are the shard's (Model::dims()).
-    void* key_cache_ = nullptr;     // (n_layers, n_blocks, kKvBlock, kv_dim) floats or halves
-    void* value_cache_ = nullptr;   // (n_layers, n_blocks, kKvBlock, kv_dim)
+    void* key_cache_ = nullptr;     // (n_layers, n_blocks, n_kv_heads, kKvBlock, head_dim) floats or halves
+    void* value_cache_ = nullptr;   // (n_layers, n_blocks, n_kv_heads, kKvBlock, head_dim)
     int n_blocks_ = 0;
     size_t kv_cache_bytes_ = 0;
     std::vector<int32_t> free_blocks_;              // a stack of unused block ids
