@@ -390,8 +390,9 @@ Result<std::unique_ptr<Model>> Model::from_file(std::unique_ptr<gguf::File> file
     }
     if (Status s = b.status(); !s) return s.with_context(f.path());
     PL_LOG_INFO("model: {}", c.summary());
-    m->place_weights(default_mmap_mode());
-    if (const auto avail = available_memory_bytes(); avail && m->weight_bytes() > *avail)
+    const auto avail = available_memory_bytes();
+    m->place_weights(default_mmap_mode(), avail);
+    if (avail && m->weight_bytes() > *avail)
         PL_LOG_WARN("{}: the weights read per token take {:.1f} GiB but only {:.1f} GiB of memory is available: evicted pages "
                     "are read from disk again every token, so expect disk-bound speed (a smaller type, "
                     "or --tp/--pp over more machines, docs/parallelism.md)",
@@ -435,17 +436,17 @@ bool should_copy_weights(MmapMode mode, uint64_t bytes, std::optional<uint64_t> 
     return 2.0 * need <= static_cast<double>(*avail);
 }
 
-void Model::place_weights(MmapMode mode) {
+void Model::place_weights(MmapMode mode, std::optional<uint64_t> avail) {
     std::vector<WeightView*> views;
     if (output_.data) views.push_back(&output_);
     for (LayerWeights& L : layers_)
-        for (WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+        for (WeightView* w : L.matrices())
             if (w->data) views.push_back(w);
     const auto pad = [](size_t n) { return (n + 63) & ~size_t{63}; };
     size_t total = 0;
     for (const WeightView* w : views) total += pad(w->nbytes());
     const bool thp = transparent_hugepages_usable();
-    if (!should_copy_weights(mode, total, available_memory_bytes(), local_process_count(), thp)) {
+    if (!should_copy_weights(mode, total, avail, local_process_count(), thp)) {
         if (mode == MmapMode::Auto && total > 0)
             PL_LOG_INFO("weights: {:.2f} GiB used in the file mapping ({}; --mmap off copies them into huge pages)",
                         static_cast<double>(total) / (1ull << 30),
@@ -478,7 +479,10 @@ void Model::place_weights(MmapMode mode) {
     const auto t0 = std::chrono::steady_clock::now();
     const auto np = static_cast<int64_t>(pieces.size());
 #pragma omp parallel for schedule(dynamic, 16)
-    for (int64_t i = 0; i < np; ++i) std::memcpy(pieces[static_cast<size_t>(i)].dst, pieces[static_cast<size_t>(i)].src, pieces[static_cast<size_t>(i)].n);
+    for (int64_t i = 0; i < np; ++i) {
+        const Piece& pc = pieces[static_cast<size_t>(i)];
+        std::memcpy(pc.dst, pc.src, pc.n);
+    }
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     arena_ = std::move(*buf);
     owned_.clear();  // tensor-parallel column slices now live in the arena
@@ -489,8 +493,7 @@ void Model::place_weights(MmapMode mode) {
 uint64_t Model::weight_bytes() const {
     uint64_t n = output_.nbytes() + token_embd_.row_bytes;
     for (const auto& L : layers_)
-        n += L.wq.nbytes() + L.wk.nbytes() + L.wv.nbytes() + L.wo.nbytes() + L.w_gate.nbytes() + L.w_up.nbytes() +
-             L.w_down.nbytes();
+        for (const WeightView* w : L.matrices()) n += w->nbytes();
     return n;
 }
 
@@ -498,8 +501,7 @@ uint64_t Model::n_params() const {
     uint64_t n = static_cast<uint64_t>(token_embd_.rows * token_embd_.cols);
     if (!cfg_.tied_embeddings) n += static_cast<uint64_t>(output_.rows * output_.cols);
     for (const auto& L : layers_)
-        for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
-            n += static_cast<uint64_t>(w->rows * w->cols);
+        for (const WeightView* w : L.matrices()) n += static_cast<uint64_t>(w->rows * w->cols);
     return n;
 }
 
@@ -514,8 +516,9 @@ std::optional<KvType> parse_kv_type(std::string_view name) {
 namespace {
 std::atomic<KvType> g_kv_type{KvType::F32};
 
-// Entries from which the per-entry steps of a forward pass (norms, RoPE, SwiGLU, residual adds)
-// are spread over the threads; below it a parallel region costs more than it saves.
+// Entries from which the per-entry steps of a forward pass (norms, RoPE, SwiGLU, residual adds,
+// the rotation and quantization of matrix inputs) are spread over the threads; below it a
+// parallel region costs more than it saves.
 constexpr int kParallelRows = 4;
 
 // x += y over n rows of dim (the residual connection).
@@ -778,7 +781,7 @@ void Session::quantize_input(const WeightView& W, const float* X, int n, Q8Acts&
     // Rows are independent: spread a batch's rows over the threads (one row stays serial).
     const int64_t cols = W.cols;
     if (rotated) rot_.resize(static_cast<size_t>(cols) * static_cast<size_t>(std::max(1, omp_get_max_threads())));
-#pragma omp parallel for schedule(static) if (n >= 4)
+#pragma omp parallel for schedule(static) if (n >= kParallelRows)
     for (int i = 0; i < n; ++i) {
         const float* src = X + static_cast<size_t>(i) * cols;
         if (rotated) {  // per row: the rotation works on the row's own groups

@@ -13,6 +13,7 @@
 #include "kernels/cpu/ops.h"
 #include "model/shard.h"
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -56,6 +57,10 @@ struct LayerWeights {
     WeightView w_gate;             // (hidden_dim, dim)   ffn_gate = w1
     WeightView w_up;               // (hidden_dim, dim)   ffn_up   = w3
     WeightView w_down;             // (dim, hidden_dim)   ffn_down = w2
+
+    // The seven matrices, in file order (for loops over all of them).
+    std::array<WeightView*, 7> matrices() { return {&wq, &wk, &wv, &wo, &w_gate, &w_up, &w_down}; }
+    std::array<const WeightView*, 7> matrices() const { return {&wq, &wk, &wv, &wo, &w_gate, &w_up, &w_down}; }
 };
 
 // Where a model's weight matrices live, `--mmap auto|on|off`:
@@ -115,7 +120,8 @@ private:
     ShardDims dims_;
     std::vector<std::unique_ptr<uint8_t[]>> owned_;  // column slices of a tensor-parallel shard
     HugeBuffer arena_;                               // the copied weight matrices (MmapMode::Off)
-    void place_weights(MmapMode mode);
+    // avail: available_memory_bytes(), read once at load.
+    void place_weights(MmapMode mode, std::optional<uint64_t> avail);
 };
 
 // Per-sequence state: the KV cache and scratch buffers, sized once from the config.

@@ -391,7 +391,6 @@ inline void rotate_chunk(float* x, float scale) {
     for (int r = 0; r < kRegs; ++r) _mm512_storeu_ps(x + 16 * r, _mm512_mul_ps(v[r], s));
 }
 
-
 // Activations for q3.5 rows (already rotated): one scale per group, per-32 sums.
 void quantize_acts_q3_5_avx512(const float* x, int64_t n, int8_t* qs, float* d, int32_t* sum) {
     for (int64_t g0 = 0; g0 < n;) {
