@@ -90,7 +90,7 @@ void Engine::shutdown(std::chrono::milliseconds drain) {
     while (std::chrono::steady_clock::now() < deadline) {
         {
             std::lock_guard lk(mu_);
-            if (stop_ || (inbox_.empty() && snap_.queued == 0 && snap_.running == 0)) break;
+            if (stop_ || (inbox_.empty() && owned_ == 0)) break;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
@@ -125,15 +125,22 @@ void Engine::loop() {
                 cv_.wait(lk, ready);
             stopping = stop_;
             incoming.swap(inbox_);
+            owned_ += incoming.size();
         }
+        const auto disown = [this] {
+            std::lock_guard lk(mu_);
+            --owned_;
+        };
         for (Pending& p : incoming) {
             if (stopping) {
+                disown();
                 p.reply->set_value({nullptr, SubmitError::ShuttingDown, "the server is shutting down"});
                 continue;
             }
             if (backend_->queue_full(opts_.max_queue)) {
                 EngineStats now;
                 backend_->stats(now);
+                disown();
                 p.reply->set_value({nullptr, SubmitError::QueueFull,
                                     fmt::format("too many requests waiting ({} queued, {} running); try again later",
                                                 now.queued, now.running)});
@@ -146,13 +153,15 @@ void Engine::loop() {
                 raw->push({false, tok, FinishReason::Length, 0});
                 return true;
             };
-            p.req.on_done = [this, raw](FinishReason why, int n) {
+            p.req.on_done = [this, raw, disown](FinishReason why, int n) {
                 raw->push({true, -1, why, n});
                 auto it = std::find_if(live_.begin(), live_.end(), [&](const auto& s) { return s.get() == raw; });
                 if (it != live_.end()) live_.erase(it);
+                disown();
             };
             auto id = backend_->submit(std::move(p.req));
             if (!id) {
+                disown();
                 p.reply->set_value({nullptr, SubmitError::Invalid, id.error_message()});
                 continue;
             }

@@ -156,10 +156,13 @@ private:
     SchedulerOptions opts_;
     std::function<void(int, double)> on_step_;
 
-    mutable std::mutex mu_;  // guards inbox_, live_, accepting_, stop_ and the stats snapshot
+    mutable std::mutex mu_;  // guards inbox_, owned_, accepting_, stop_ and the stats snapshot
     std::condition_variable cv_;
     std::vector<Pending> inbox_;
-    std::vector<std::shared_ptr<RequestStream>> live_;  // submitted and not yet Done
+    // Requests the loop took from inbox_ and has not yet refused or seen Done. The drain waits
+    // for this, not for the stats snapshot, which lags a step behind the first token.
+    std::size_t owned_ = 0;
+    std::vector<std::shared_ptr<RequestStream>> live_;  // submitted and not yet Done (engine thread only)
     bool accepting_ = true;
     bool stop_ = false;
     EngineStats snap_;
