@@ -2,6 +2,7 @@
 #include "model/llama.h"
 
 #include "core/cpu_budget.h"
+#include "core/fp16.h"
 #include "core/log.h"
 #include "core/mem_budget.h"
 #include "quant/formats.h"
@@ -827,16 +828,18 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
     float* x = x_.data();
     const bool f16 = kv_type_ == KvType::F16;
     // Where (layer, sequence, position, KV head) sits in the caches: through the sequence's block
-    // table. A block is head-major, (n_kv_heads, kKvBlock, head_dim): the rows one head's
-    // attention reads are contiguous for 16 positions (8 KiB at head_dim 128) instead of one
-    // head_dim slice every kv_dim elements.
+    // table. A block is head-major, (n_kv_heads, kKvBlock, head_dim) elements; within one head's
+    // part a value block is position-major (kKvBlock, head_dim) and a key block dim-major
+    // (head_dim, kKvBlock), the layout of CpuKernels::attn_scores / attn_values (kernels.h): the
+    // scores of 16 keys are then one vector per dimension, with no horizontal sums.
+    static_assert(kKvBlock == kAttnBlock);
     const size_t block_elems = static_cast<size_t>(kKvBlock) * static_cast<size_t>(kv_dim);
     const size_t head_elems = static_cast<size_t>(kKvBlock) * static_cast<size_t>(head_dim);
-    auto kv_at = [&](int l, int s, int t, int kvh) {
-        const int32_t b = seq_blocks_[static_cast<size_t>(s)][static_cast<size_t>(t / kKvBlock)];
-        return (static_cast<size_t>(l - d.layer_begin) * static_cast<size_t>(n_blocks_) + static_cast<size_t>(b)) * block_elems +
-               static_cast<size_t>(kvh) * head_elems + static_cast<size_t>(t % kKvBlock) * static_cast<size_t>(head_dim);
+    // Block 0 of (layer, KV head); block b is b * block_elems further.
+    auto head_base = [&](int l, int kvh) {
+        return static_cast<size_t>(l - d.layer_begin) * static_cast<size_t>(n_blocks_) * block_elems + static_cast<size_t>(kvh) * head_elems;
     };
+    auto block_of = [&](int s, int t) { return static_cast<size_t>(seq_blocks_[static_cast<size_t>(s)][static_cast<size_t>(t / kKvBlock)]); };
 
     if (x_in)
         std::memcpy(x, x_in, nd * sizeof(float));
@@ -864,16 +867,22 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
             rope(k, d.n_kv_heads, head_dim, c.n_rot, pos[i], c.rope_theta, freq_factors);
             // This step's K and V rows go to their sequences' slots before any entry attends.
             const float* v = v_new_.data() + static_cast<size_t>(i) * kv_dim;
+            const int slot = pos[i] % kKvBlock;
             for (int kvh = 0; kvh < d.n_kv_heads; ++kvh) {
-                const size_t at = kv_at(l, seqs[i], pos[i], kvh);
+                const size_t block = head_base(l, kvh) + block_of(seqs[i], pos[i]) * block_elems;
+                const size_t kat = block + static_cast<size_t>(slot);                              // column `slot` of (head_dim, 16)
+                const size_t vat = block + static_cast<size_t>(slot) * static_cast<size_t>(head_dim);  // row `slot` of (16, head_dim)
                 const float* kh = k + static_cast<size_t>(kvh) * head_dim;
                 const float* vh = v + static_cast<size_t>(kvh) * head_dim;
                 if (f16) {
-                    kv_kernels_->to_f16(kh, static_cast<uint16_t*>(key_cache_) + at, head_dim);
-                    kv_kernels_->to_f16(vh, static_cast<uint16_t*>(value_cache_) + at, head_dim);
+                    // (fp32_to_fp16 rounds as to_f16 does, bit for bit: Kernels.F16KvHelpersMatchScalar)
+                    auto* kc = static_cast<uint16_t*>(key_cache_) + kat;
+                    for (int e = 0; e < head_dim; ++e) kc[static_cast<size_t>(e) * kKvBlock] = fp32_to_fp16(kh[e]);
+                    kv_kernels_->to_f16(vh, static_cast<uint16_t*>(value_cache_) + vat, head_dim);
                 } else {
-                    std::memcpy(static_cast<float*>(key_cache_) + at, kh, static_cast<size_t>(head_dim) * sizeof(float));
-                    std::memcpy(static_cast<float*>(value_cache_) + at, vh, static_cast<size_t>(head_dim) * sizeof(float));
+                    auto* kc = static_cast<float*>(key_cache_) + kat;
+                    for (int e = 0; e < head_dim; ++e) kc[static_cast<size_t>(e) * kKvBlock] = kh[e];
+                    std::memcpy(static_cast<float*>(value_cache_) + vat, vh, static_cast<size_t>(head_dim) * sizeof(float));
                 }
             }
         }
@@ -894,22 +903,21 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
                 // whole KV groups head_begin = kv_head_begin * kv_mul, so it is h / kv_mul).
                 const int kvh = (d.head_begin + h) / kv_mul - d.kv_head_begin;
                 float* out = xb_.data() + static_cast<size_t>(i) * q_dim + static_cast<size_t>(h) * head_dim;
+                const int32_t* blocks = seq_blocks_[static_cast<size_t>(sq)].data();
+                const size_t base = head_base(l, kvh);
                 if (f16) {
-                    const auto* kc = static_cast<const uint16_t*>(key_cache_);
-                    const auto* vc = static_cast<const uint16_t*>(value_cache_);
-                    for (int t = 0; t <= p; ++t)
-                        att[t] = kv_kernels_->dot_f16(q, kc + kv_at(l, sq, t, kvh), head_dim) / sqrt_head_dim;
+                    const auto* kc = static_cast<const uint16_t*>(key_cache_) + base;
+                    const auto* vc = static_cast<const uint16_t*>(value_cache_) + base;
+                    kv_kernels_->attn_scores_f16(q, kc, blocks, block_elems, p + 1, head_dim, sqrt_head_dim, att);
                     softmax(att, p + 1);
-                    std::fill(out, out + head_dim, 0.0f);
-                    for (int t = 0; t <= p; ++t) kv_kernels_->axpy_f16(out, att[t], vc + kv_at(l, sq, t, kvh), head_dim);
-                    continue;
+                    kv_kernels_->attn_values_f16(out, att, vc, blocks, block_elems, p + 1, head_dim);
+                } else {
+                    const auto* kc = static_cast<const float*>(key_cache_) + base;
+                    const auto* vc = static_cast<const float*>(value_cache_) + base;
+                    kv_kernels_->attn_scores_f32(q, kc, blocks, block_elems, p + 1, head_dim, sqrt_head_dim, att);
+                    softmax(att, p + 1);
+                    kv_kernels_->attn_values_f32(out, att, vc, blocks, block_elems, p + 1, head_dim);
                 }
-                const auto* kc = static_cast<const float*>(key_cache_);
-                const auto* vc = static_cast<const float*>(value_cache_);
-                for (int t = 0; t <= p; ++t) att[t] = kv_kernels_->dot_f32(q, kc + kv_at(l, sq, t, kvh), head_dim) / sqrt_head_dim;
-                softmax(att, p + 1);
-                std::fill(out, out + head_dim, 0.0f);
-                for (int t = 0; t <= p; ++t) kv_kernels_->axpy_f32(out, att[t], vc + kv_at(l, sq, t, kvh), head_dim);
             }
         }
         xq_valid = false;

@@ -250,9 +250,9 @@ private:
     int n_seq_ = 1;
     int n_threads_ = 1;             // OpenMP threads the attention scratch is sized for
     KvType kv_type_ = KvType::F32;
-    const CpuKernels* kv_kernels_ = nullptr;  // f16 conversions and dots (scalar on the reference path)
+    const CpuKernels* kv_kernels_ = nullptr;  // f16 conversions and attention (scalar on the reference path)
     // Under parallelism n_layers and kv_dim are the shard's (Model::dims()).
-    void* key_cache_ = nullptr;     // (n_layers, n_blocks, n_kv_heads, kKvBlock, head_dim) floats or halves
+    void* key_cache_ = nullptr;     // (n_layers, n_blocks, n_kv_heads, head_dim, kKvBlock) floats or halves
     void* value_cache_ = nullptr;   // (n_layers, n_blocks, n_kv_heads, kKvBlock, head_dim)
     int n_blocks_ = 0;
     size_t kv_cache_bytes_ = 0;

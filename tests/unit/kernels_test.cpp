@@ -9,10 +9,13 @@
 #include "quant/formats.h"
 #include "quant/q3_5.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <random>
+#include <type_traits>
 
 namespace {
 
@@ -545,8 +548,8 @@ TEST(Kernels, MatmulMultiEqualsSeparateProducts) {
     }
 }
 
-// KV helpers: f16 conversion bit-exact with the scalar reference (round to nearest even, tiny and
-// huge values, odd lengths), dot and axpy within float rounding.
+// KV helper: f16 conversion bit-exact with the scalar reference (round to nearest even, tiny and
+// huge values, odd lengths).
 TEST(Kernels, F16KvHelpersMatchScalar) {
     const auto ref = pl::kernels_for(pl::Isa::Scalar);
     std::mt19937 rng(19);
@@ -554,30 +557,87 @@ TEST(Kernels, F16KvHelpersMatchScalar) {
     for (pl::Isa isa : pl::supported_isas()) {
         const auto k = pl::kernels_for(isa);
         for (int64_t n : {1, 15, 16, 64, 133}) {
-            std::vector<float> x(n), y(n);
-            for (int64_t i = 0; i < n; ++i) {
-                x[i] = nd(rng) * (i % 5 == 0 ? 1e4f : 1.0f) + (i % 7 == 0 ? 1e-6f : 0.0f);
-                y[i] = nd(rng);
-            }
+            std::vector<float> x(n);
+            for (int64_t i = 0; i < n; ++i) x[i] = nd(rng) * (i % 5 == 0 ? 1e4f : 1.0f) + (i % 7 == 0 ? 1e-6f : 0.0f);
             std::vector<uint16_t> ha(n), hb(n);
             ref.to_f16(x.data(), ha.data(), n);
             k.to_f16(x.data(), hb.data(), n);
             EXPECT_EQ(ha, hb) << pl::isa_name(isa) << " n=" << n;
-            double mag = 0;
-            for (int64_t i = 0; i < n; ++i) mag += std::fabs(y[i] * pl::fp16_to_fp32(ha[i]));
-            EXPECT_NEAR(k.dot_f16(y.data(), ha.data(), n), ref.dot_f16(y.data(), ha.data(), n), 1e-5 * mag + 1e-6);
-            std::vector<float> za = y, zb = y;
-            ref.axpy_f16(za.data(), 0.37f, ha.data(), n);
-            k.axpy_f16(zb.data(), 0.37f, ha.data(), n);
-            for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(za[i], zb[i], 1e-6f * (std::fabs(za[i]) + 1.0f)) << i;
-            double mag32 = 0;  // the f32 cache's helpers too
-            for (int64_t i = 0; i < n; ++i) mag32 += std::fabs(x[i] * y[i]);
-            EXPECT_NEAR(k.dot_f32(x.data(), y.data(), n), ref.dot_f32(x.data(), y.data(), n), 1e-5 * mag32 + 1e-6);
-            std::vector<float> wa = y, wb = y;
-            ref.axpy_f32(wa.data(), -1.5f, x.data(), n);
-            k.axpy_f32(wb.data(), -1.5f, x.data(), n);
-            for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(wa[i], wb[i], 1e-6f * (std::fabs(wa[i]) + 1.0f)) << i;
         }
+    }
+}
+
+// Attention over a paged KV head (kernels.h): every ISA bit-identical to the scalar reference,
+// f32 and f16 caches, head_dim 8 (stories260K) to 256 with odd sizes, 1 to 300 positions over
+// shuffled blocks, lanes past n in the last key block holding NaN (never stored), large values.
+template <class T>
+void check_attention(const pl::CpuKernels& ref, const pl::CpuKernels& k, pl::AttnScoresFn<T> (pl::CpuKernels::*scores),
+                     pl::AttnValuesFn<T> (pl::CpuKernels::*values), const char* what) {
+    std::mt19937 rng(23);
+    std::normal_distribution<float> nd;
+    constexpr int B = pl::kAttnBlock;
+    for (int head_dim : {8, 12, 64, 80, 128, 256}) {
+        for (int n : {1, 5, 16, 17, 100, 129, 300}) {
+            const int nb = (n + B - 1) / B + 3;  // spare blocks, so the table is not the identity
+            const size_t stride = static_cast<size_t>(B) * head_dim * 2 + 8;  // another head's part in between
+            std::vector<float> kf(stride * nb), vf(stride * nb);
+            for (size_t i = 0; i < kf.size(); ++i) {
+                kf[i] = nd(rng) * (i % 97 == 0 ? 300.0f : 1.0f);
+                vf[i] = nd(rng) * (i % 89 == 0 ? 1e3f : 1.0f);
+            }
+            std::vector<int32_t> blocks(static_cast<size_t>(nb));
+            std::iota(blocks.begin(), blocks.end(), 0);
+            std::shuffle(blocks.begin(), blocks.end(), rng);
+            // Lanes past n in the last key block: NaN, which must not reach any stored score.
+            const size_t last = static_cast<size_t>(blocks[static_cast<size_t>((n - 1) / B)]) * stride;
+            for (int t = n % B == 0 ? B : n % B; t < B; ++t)
+                for (int dd = 0; dd < head_dim; ++dd) kf[last + static_cast<size_t>(dd) * B + t] = std::numeric_limits<float>::quiet_NaN();
+            std::vector<T> kc(kf.size()), vc(vf.size());
+            for (size_t i = 0; i < kf.size(); ++i) {
+                if constexpr (std::is_same_v<T, float>) {
+                    kc[i] = kf[i];
+                    vc[i] = vf[i];
+                } else {
+                    kc[i] = pl::fp32_to_fp16(kf[i]);
+                    vc[i] = pl::fp32_to_fp16(vf[i]);
+                }
+            }
+            std::vector<float> q(static_cast<size_t>(head_dim));
+            for (float& x : q) x = nd(rng);
+            const float div = std::sqrt(static_cast<float>(head_dim));
+            std::vector<float> sa(static_cast<size_t>(n) + B, -7.0f), sb = sa;
+            (ref.*scores)(q.data(), kc.data(), blocks.data(), stride, n, head_dim, div, sa.data());
+            (k.*scores)(q.data(), kc.data(), blocks.data(), stride, n, head_dim, div, sb.data());
+            ASSERT_EQ(0, std::memcmp(sa.data(), sb.data(), sa.size() * sizeof(float))) << what << " scores hd=" << head_dim << " n=" << n;
+            for (int t = 0; t < n; ++t) ASSERT_TRUE(std::isfinite(sa[static_cast<size_t>(t)])) << t;
+            for (size_t t = static_cast<size_t>(n); t < sa.size(); ++t) ASSERT_EQ(sb[t], -7.0f) << "stored past n";
+            // One score against a plain double dot product (the reference is the reference).
+            {
+                const size_t at = static_cast<size_t>(blocks[0]) * stride;
+                double want = 0;
+                for (int dd = 0; dd < head_dim; ++dd)
+                    want += static_cast<double>(q[static_cast<size_t>(dd)]) *
+                            static_cast<double>(std::is_same_v<T, float> ? kf[at + static_cast<size_t>(dd) * B]
+                                                                          : pl::fp16_to_fp32(static_cast<uint16_t>(kc[at + static_cast<size_t>(dd) * B])));
+                EXPECT_NEAR(sa[0], want / div, 1e-3 * (1 + std::fabs(want)));
+            }
+            std::vector<float> p(static_cast<size_t>(n));
+            for (float& x : p) x = std::fabs(nd(rng));
+            std::vector<float> oa(static_cast<size_t>(head_dim) + 4, 9.0f), ob = oa;
+            (ref.*values)(oa.data(), p.data(), vc.data(), blocks.data(), stride, n, head_dim);
+            (k.*values)(ob.data(), p.data(), vc.data(), blocks.data(), stride, n, head_dim);
+            ASSERT_EQ(0, std::memcmp(oa.data(), ob.data(), oa.size() * sizeof(float))) << what << " values hd=" << head_dim << " n=" << n;
+            for (size_t c = static_cast<size_t>(head_dim); c < ob.size(); ++c) ASSERT_EQ(ob[c], 9.0f) << "stored past head_dim";
+        }
+    }
+}
+
+TEST(Kernels, AttentionBitExactAcrossIsas) {
+    const auto ref = pl::kernels_for(pl::Isa::Scalar);
+    for (pl::Isa isa : pl::supported_isas()) {
+        const auto k = pl::kernels_for(isa);
+        check_attention<float>(ref, k, &pl::CpuKernels::attn_scores_f32, &pl::CpuKernels::attn_values_f32, pl::isa_name(isa));
+        check_attention<uint16_t>(ref, k, &pl::CpuKernels::attn_scores_f16, &pl::CpuKernels::attn_values_f16, pl::isa_name(isa));
     }
 }
 

@@ -75,6 +75,23 @@ using PackActsQ3_5TilesFn = void (*)(const int8_t* qs, int64_t n, int64_t m, int
 using GemmRowsQ3_5TilesFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t nrows, int64_t n, const int32_t* packed,
                                      int64_t ldp, const float* d, int64_t m, float* y, int64_t ldy);
 
+// Attention over one KV head of a paged cache (Session's KV layout). Position t of the head lies
+// in block blocks[t / kAttnBlock], which starts at base + blocks[t / kAttnBlock] * block_stride
+// (elements). A KEY block is dim-major, (head_dim, kAttnBlock): element (d, t % kAttnBlock), so
+// one vector holds one dimension of 16 keys and the scores need no horizontal sums. A VALUE block
+// is position-major, (kAttnBlock, head_dim). Numerics, the same on every ISA (bit-identical to the
+// scalar reference): each product rounds, then adds, in index order, starting from 0:
+//   scores: att[t] = (sum over d of q[d] * k_t[d]) / div, for t < n
+//   values: out[c] = sum over t < n of att[t] * v_t[c], for c < head_dim
+// Lanes of the last key block past n are read (any finite or non-finite value) but not stored.
+inline constexpr int kAttnBlock = 16;
+template <class T>
+using AttnScoresFn = void (*)(const float* q, const T* kbase, const int32_t* blocks, size_t block_stride, int n, int head_dim,
+                              float div, float* att);
+template <class T>
+using AttnValuesFn = void (*)(float* out, const float* att, const T* vbase, const int32_t* blocks, size_t block_stride, int n,
+                              int head_dim);
+
 enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 const char* isa_name(Isa isa);
 
@@ -107,13 +124,12 @@ struct CpuKernels {
     static constexpr int kQ3_5TilesMinActs = 4;
     bool amx = false;  // the tile kernels above are installed (for logs and reports)
 
-    // Attention over an f32 KV cache (the scalar versions sum in index order, like llama2.c).
-    float (*dot_f32)(const float* x, const float* y, int64_t n) = nullptr;      // sum x[i] * y[i]
-    void (*axpy_f32)(float* y, float a, const float* x, int64_t n) = nullptr;  // y[i] += a * x[i]
-    // f16 KV cache (Session with KvType::F16): half-precision rows read and written by attention.
-    float (*dot_f16)(const float* x, const uint16_t* h, int64_t n) = nullptr;      // sum x[i] * h[i]
-    void (*axpy_f16)(float* y, float a, const uint16_t* h, int64_t n) = nullptr;  // y[i] += a * h[i]
-    void (*to_f16)(const float* x, uint16_t* h, int64_t n) = nullptr;             // round to nearest even
+    // Attention over an f32 or an f16 (Session with KvType::F16) KV cache, layout above.
+    AttnScoresFn<float> attn_scores_f32 = nullptr;
+    AttnValuesFn<float> attn_values_f32 = nullptr;
+    AttnScoresFn<uint16_t> attn_scores_f16 = nullptr;
+    AttnValuesFn<uint16_t> attn_values_f16 = nullptr;
+    void (*to_f16)(const float* x, uint16_t* h, int64_t n) = nullptr;  // round to nearest even
 
     // The activation quantizer the dot/gemm kernels of a weight type expect.
     QuantizeActsFn quantize_acts_for(uint32_t type) const;

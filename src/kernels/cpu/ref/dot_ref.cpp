@@ -92,21 +92,27 @@ float dot_q3_5_q8a_ref(const void* w, const int8_t* qs, const float* d, const in
     return acc;
 }
 
-float dot_f32_ref(const float* x, const float* y, int64_t n) {
-    float s = 0.0f;
-    for (int64_t i = 0; i < n; ++i) s += x[i] * y[i];
-    return s;
+inline float kv_value(float x) { return x; }
+inline float kv_value(uint16_t h) { return fp16_to_fp32(h); }
+
+template <class T>
+void attn_scores_ref(const float* q, const T* kbase, const int32_t* blocks, size_t block_stride, int n, int head_dim, float div,
+                     float* att) {
+    for (int t = 0; t < n; ++t) {
+        const T* kb = kbase + static_cast<size_t>(blocks[t / kAttnBlock]) * block_stride + t % kAttnBlock;
+        float s = 0.0f;
+        for (int d = 0; d < head_dim; ++d) s += q[d] * kv_value(kb[static_cast<size_t>(d) * kAttnBlock]);
+        att[t] = s / div;
+    }
 }
-void axpy_f32_ref(float* y, float a, const float* x, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
-}
-float dot_f16_ref(const float* x, const uint16_t* h, int64_t n) {
-    float s = 0.0f;
-    for (int64_t i = 0; i < n; ++i) s += x[i] * fp16_to_fp32(h[i]);
-    return s;
-}
-void axpy_f16_ref(float* y, float a, const uint16_t* h, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[i] += a * fp16_to_fp32(h[i]);
+template <class T>
+void attn_values_ref(float* out, const float* att, const T* vbase, const int32_t* blocks, size_t block_stride, int n, int head_dim) {
+    std::fill(out, out + head_dim, 0.0f);
+    for (int t = 0; t < n; ++t) {
+        const T* v = vbase + static_cast<size_t>(blocks[t / kAttnBlock]) * block_stride +
+                     static_cast<size_t>(t % kAttnBlock) * static_cast<size_t>(head_dim);
+        for (int c = 0; c < head_dim; ++c) out[c] += att[t] * kv_value(v[c]);
+    }
 }
 void to_f16_ref(const float* x, uint16_t* h, int64_t n) {
     for (int64_t i = 0; i < n; ++i) h[i] = fp32_to_fp16(x[i]);
@@ -115,10 +121,10 @@ void to_f16_ref(const float* x, uint16_t* h, int64_t n) {
 }  // namespace
 
 void install_scalar(CpuKernels& k) {
-    k.dot_f32 = dot_f32_ref;
-    k.axpy_f32 = axpy_f32_ref;
-    k.dot_f16 = dot_f16_ref;
-    k.axpy_f16 = axpy_f16_ref;
+    k.attn_scores_f32 = attn_scores_ref<float>;
+    k.attn_values_f32 = attn_values_ref<float>;
+    k.attn_scores_f16 = attn_scores_ref<uint16_t>;
+    k.attn_values_f16 = attn_values_ref<uint16_t>;
     k.to_f16 = to_f16_ref;
     k.quantize_acts = quantize_acts_ref;
     k.dot_q8_0 = dot_q8_0_q8a_ref;

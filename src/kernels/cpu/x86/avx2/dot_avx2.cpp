@@ -11,6 +11,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -215,6 +216,95 @@ void rotate_q3_5_avx2(float* x, int64_t n) {
     for (; g0 < n; g0 += 32) rotate_chunk_avx2<4>(x + g0, s32);
 }
 
+// ---- attention over a paged KV head (kernels.h: attn_scores / attn_values) -------------------
+// As the AVX-512 kernels with 8 lanes: a key block's dimension is two vectors, up to 4 blocks side
+// by side; value columns past the last multiple of 8 are summed by scalar code (same roundings).
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline float kv_value(float x) { return x; }
+inline float kv_value(uint16_t h) { return fp16_to_fp32(h); }
+
+template <int kG, class T>
+inline void scores_group_avx2(const float* q, const T* const* kb, int head_dim, __m256 div, float* att, int n_last) {
+    __m256 acc[2 * kG];
+    for (int g = 0; g < 2 * kG; ++g) acc[g] = _mm256_setzero_ps();
+    for (int d = 0; d < head_dim; ++d) {
+        const __m256 qd = _mm256_set1_ps(q[d]);
+        for (int g = 0; g < kG; ++g) {
+            const T* k = kb[g] + d * kAttnBlock;
+            acc[2 * g] = _mm256_add_ps(acc[2 * g], _mm256_mul_ps(qd, load8(k)));
+            acc[2 * g + 1] = _mm256_add_ps(acc[2 * g + 1], _mm256_mul_ps(qd, load8(k + 8)));
+        }
+    }
+    for (int g = 0; g + 1 < kG; ++g) {
+        _mm256_storeu_ps(att + g * kAttnBlock, _mm256_div_ps(acc[2 * g], div));
+        _mm256_storeu_ps(att + g * kAttnBlock + 8, _mm256_div_ps(acc[2 * g + 1], div));
+    }
+    alignas(32) float last[kAttnBlock];
+    _mm256_store_ps(last, _mm256_div_ps(acc[2 * kG - 2], div));
+    _mm256_store_ps(last + 8, _mm256_div_ps(acc[2 * kG - 1], div));
+    std::memcpy(att + (kG - 1) * kAttnBlock, last, static_cast<size_t>(n_last) * sizeof(float));
+}
+
+template <class T>
+void attn_scores_avx2(const float* q, const T* kbase, const int32_t* blocks, size_t block_stride, int n, int head_dim, float div,
+                      float* att) {
+    constexpr int kGroup = 4;
+    const __m256 vdiv = _mm256_set1_ps(div);
+    const int nb = (n + kAttnBlock - 1) / kAttnBlock;
+    for (int b0 = 0; b0 < nb; b0 += kGroup) {
+        const int g = std::min(kGroup, nb - b0);
+        const T* kb[kGroup];
+        for (int j = 0; j < g; ++j) kb[j] = kbase + static_cast<size_t>(blocks[b0 + j]) * block_stride;
+        const int n_last = std::min(kAttnBlock, n - (b0 + g - 1) * kAttnBlock);
+        float* a = att + b0 * kAttnBlock;
+        switch (g) {
+            case 4: scores_group_avx2<4>(q, kb, head_dim, vdiv, a, n_last); break;
+            case 3: scores_group_avx2<3>(q, kb, head_dim, vdiv, a, n_last); break;
+            case 2: scores_group_avx2<2>(q, kb, head_dim, vdiv, a, n_last); break;
+            default: scores_group_avx2<1>(q, kb, head_dim, vdiv, a, n_last); break;
+        }
+    }
+}
+
+template <int kV, class T>
+inline void values_pass_avx2(float* out, const float* att, const T* vbase, const int32_t* blocks, size_t block_stride, int n,
+                             int head_dim, int c0) {
+    __m256 acc[kV];
+    for (int v = 0; v < kV; ++v) acc[v] = _mm256_setzero_ps();
+    for (int t = 0; t < n; ++t) {
+        const T* row = vbase + static_cast<size_t>(blocks[t / kAttnBlock]) * block_stride +
+                       static_cast<size_t>(t % kAttnBlock) * static_cast<size_t>(head_dim) + c0;
+        const __m256 a = _mm256_set1_ps(att[t]);
+        for (int v = 0; v < kV; ++v) acc[v] = _mm256_add_ps(acc[v], _mm256_mul_ps(a, load8(row + 8 * v)));
+    }
+    for (int v = 0; v < kV; ++v) _mm256_storeu_ps(out + c0 + 8 * v, acc[v]);
+}
+
+template <class T>
+void attn_values_avx2(float* out, const float* att, const T* vbase, const int32_t* blocks, size_t block_stride, int n, int head_dim) {
+    const int vec_end = head_dim / 8 * 8;
+    for (int c0 = 0; c0 < vec_end; c0 += 64) {
+        switch (std::min(64, vec_end - c0) / 8) {
+            case 8: values_pass_avx2<8>(out, att, vbase, blocks, block_stride, n, head_dim, c0); break;
+            case 7: values_pass_avx2<7>(out, att, vbase, blocks, block_stride, n, head_dim, c0); break;
+            case 6: values_pass_avx2<6>(out, att, vbase, blocks, block_stride, n, head_dim, c0); break;
+            case 5: values_pass_avx2<5>(out, att, vbase, blocks, block_stride, n, head_dim, c0); break;
+            case 4: values_pass_avx2<4>(out, att, vbase, blocks, block_stride, n, head_dim, c0); break;
+            case 3: values_pass_avx2<3>(out, att, vbase, blocks, block_stride, n, head_dim, c0); break;
+            case 2: values_pass_avx2<2>(out, att, vbase, blocks, block_stride, n, head_dim, c0); break;
+            default: values_pass_avx2<1>(out, att, vbase, blocks, block_stride, n, head_dim, c0); break;
+        }
+    }
+    for (int c = vec_end; c < head_dim; ++c) {
+        float s = 0.0f;
+        for (int t = 0; t < n; ++t)
+            s += att[t] * kv_value(vbase[static_cast<size_t>(blocks[t / kAttnBlock]) * block_stride +
+                                         static_cast<size_t>(t % kAttnBlock) * static_cast<size_t>(head_dim) + c]);
+        out[c] = s;
+    }
+}
+
 }  // namespace
 
 void install_avx2(CpuKernels& k) {
@@ -224,6 +314,10 @@ void install_avx2(CpuKernels& k) {
     k.dot_q4_1 = dot_q4_1_q8a_avx2;
     k.dot_q3_5 = dot_q3_5_q8a_avx2;
     k.rotate_q3_5 = rotate_q3_5_avx2;
+    k.attn_scores_f32 = attn_scores_avx2<float>;
+    k.attn_values_f32 = attn_values_avx2<float>;
+    k.attn_scores_f16 = attn_scores_avx2<uint16_t>;
+    k.attn_values_f16 = attn_values_avx2<uint16_t>;
 }
 
 }  // namespace pl

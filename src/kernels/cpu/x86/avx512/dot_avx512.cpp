@@ -429,39 +429,92 @@ void quantize_acts_avx512(const float* x, int64_t n, int8_t* qs, float* d, int32
     }
 }
 
-float dot_f32_avx512(const float* x, const float* y, int64_t n) {
-    __m512 acc = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), acc);
-    float s = _mm512_reduce_add_ps(acc);
-    for (; i < n; ++i) s += x[i] * y[i];
-    return s;
-}
-void axpy_f32_avx512(float* y, float a, const float* x, int64_t n) {
-    const __m512 va = _mm512_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
-    for (; i < n; ++i) y[i] += a * x[i];
+// ---- attention over a paged KV head (kernels.h: attn_scores / attn_values) -------------------
+// Scores: a key block is (head_dim, 16), so one vector is one dimension of the block's 16 keys and
+// q[d] a broadcast; up to kAttnGroup blocks run side by side for independent add chains. Values:
+// out stays in registers (16 floats per vector, at most 8 vectors per pass) over all positions.
+// Products and sums round separately (mul, then add), in the scalar reference's order.
+inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 load16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+inline __m512 load16(const uint16_t* p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
+
+constexpr int kAttnGroup = 8;
+
+template <int kG, class T>
+inline void scores_group(const float* q, const T* const* kb, int head_dim, __m512 div, float* att, int n_last) {
+    __m512 acc[kG];
+    for (int g = 0; g < kG; ++g) acc[g] = _mm512_setzero_ps();
+    for (int d = 0; d < head_dim; ++d) {
+        const __m512 qd = _mm512_set1_ps(q[d]);
+        for (int g = 0; g < kG; ++g) acc[g] = _mm512_add_ps(acc[g], _mm512_mul_ps(qd, load16(kb[g] + d * kAttnBlock)));
+    }
+    for (int g = 0; g + 1 < kG; ++g) _mm512_storeu_ps(att + g * kAttnBlock, _mm512_div_ps(acc[g], div));
+    _mm512_mask_storeu_ps(att + (kG - 1) * kAttnBlock, static_cast<__mmask16>((1u << n_last) - 1), _mm512_div_ps(acc[kG - 1], div));
 }
 
-// f16 KV rows: F16C conversions, 16 lanes at a time, scalar tails.
-float dot_f16_avx512(const float* x, const uint16_t* h, int64_t n) {
-    __m512 acc = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i))), acc);
-    float s = _mm512_reduce_add_ps(acc);
-    for (; i < n; ++i) s += x[i] * _cvtsh_ss(h[i]);
-    return s;
+template <class T>
+void attn_scores_avx512(const float* q, const T* kbase, const int32_t* blocks, size_t block_stride, int n, int head_dim,
+                        float div, float* att) {
+    const __m512 vdiv = _mm512_set1_ps(div);
+    const int nb = (n + kAttnBlock - 1) / kAttnBlock;
+    for (int b0 = 0; b0 < nb; b0 += kAttnGroup) {
+        const int g = std::min(kAttnGroup, nb - b0);
+        const T* kb[kAttnGroup];
+        for (int j = 0; j < g; ++j) kb[j] = kbase + static_cast<size_t>(blocks[b0 + j]) * block_stride;
+        // positions in the group's last block
+        const int n_last = std::min(kAttnBlock, n - (b0 + g - 1) * kAttnBlock);
+        float* a = att + b0 * kAttnBlock;
+        switch (g) {
+            case 8: scores_group<8>(q, kb, head_dim, vdiv, a, n_last); break;
+            case 7: scores_group<7>(q, kb, head_dim, vdiv, a, n_last); break;
+            case 6: scores_group<6>(q, kb, head_dim, vdiv, a, n_last); break;
+            case 5: scores_group<5>(q, kb, head_dim, vdiv, a, n_last); break;
+            case 4: scores_group<4>(q, kb, head_dim, vdiv, a, n_last); break;
+            case 3: scores_group<3>(q, kb, head_dim, vdiv, a, n_last); break;
+            case 2: scores_group<2>(q, kb, head_dim, vdiv, a, n_last); break;
+            default: scores_group<1>(q, kb, head_dim, vdiv, a, n_last); break;
+        }
+    }
 }
-void axpy_f16_avx512(float* y, float a, const uint16_t* h, int64_t n) {
-    const __m512 va = _mm512_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i))),
-                                                _mm512_loadu_ps(y + i)));
-    for (; i < n; ++i) y[i] += a * _cvtsh_ss(h[i]);
+
+// out[c0, c0 + 16 kV) (the last vector masked to `tail`) over positions 0..n-1.
+template <int kV, class T>
+inline void values_pass(float* out, const float* att, const T* vbase, const int32_t* blocks, size_t block_stride, int n, int head_dim,
+                        int c0, __mmask16 tail) {
+    __m512 acc[kV];
+    for (int v = 0; v < kV; ++v) acc[v] = _mm512_setzero_ps();
+    for (int t = 0; t < n; ++t) {
+        const T* row = vbase + static_cast<size_t>(blocks[t / kAttnBlock]) * block_stride +
+                       static_cast<size_t>(t % kAttnBlock) * static_cast<size_t>(head_dim) + c0;
+        const __m512 a = _mm512_set1_ps(att[t]);
+        for (int v = 0; v + 1 < kV; ++v) acc[v] = _mm512_add_ps(acc[v], _mm512_mul_ps(a, load16(row + 16 * v)));
+        acc[kV - 1] = _mm512_add_ps(acc[kV - 1], _mm512_mul_ps(a, load16(row + 16 * (kV - 1), tail)));
+    }
+    for (int v = 0; v + 1 < kV; ++v) _mm512_storeu_ps(out + c0 + 16 * v, acc[v]);
+    _mm512_mask_storeu_ps(out + c0 + 16 * (kV - 1), tail, acc[kV - 1]);
 }
+
+template <class T>
+void attn_values_avx512(float* out, const float* att, const T* vbase, const int32_t* blocks, size_t block_stride, int n, int head_dim) {
+    for (int c0 = 0; c0 < head_dim; c0 += 128) {
+        const int w = std::min(128, head_dim - c0);
+        const int nv = (w + 15) / 16;
+        const int rem = w - 16 * (nv - 1);
+        const auto tail = static_cast<__mmask16>(rem == 16 ? 0xFFFF : (1u << rem) - 1);
+        switch (nv) {
+            case 8: values_pass<8>(out, att, vbase, blocks, block_stride, n, head_dim, c0, tail); break;
+            case 7: values_pass<7>(out, att, vbase, blocks, block_stride, n, head_dim, c0, tail); break;
+            case 6: values_pass<6>(out, att, vbase, blocks, block_stride, n, head_dim, c0, tail); break;
+            case 5: values_pass<5>(out, att, vbase, blocks, block_stride, n, head_dim, c0, tail); break;
+            case 4: values_pass<4>(out, att, vbase, blocks, block_stride, n, head_dim, c0, tail); break;
+            case 3: values_pass<3>(out, att, vbase, blocks, block_stride, n, head_dim, c0, tail); break;
+            case 2: values_pass<2>(out, att, vbase, blocks, block_stride, n, head_dim, c0, tail); break;
+            default: values_pass<1>(out, att, vbase, blocks, block_stride, n, head_dim, c0, tail); break;
+        }
+    }
+}
+
 void to_f16_avx512(const float* x, uint16_t* h, int64_t n) {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16)
@@ -479,10 +532,10 @@ void rotate_q3_5_avx512(float* x, int64_t n) {
 }
 
 void install_avx512(CpuKernels& k) {
-    k.dot_f32 = dot_f32_avx512;
-    k.axpy_f32 = axpy_f32_avx512;
-    k.dot_f16 = dot_f16_avx512;
-    k.axpy_f16 = axpy_f16_avx512;
+    k.attn_scores_f32 = attn_scores_avx512<float>;
+    k.attn_values_f32 = attn_values_avx512<float>;
+    k.attn_scores_f16 = attn_scores_avx512<uint16_t>;
+    k.attn_values_f16 = attn_values_avx512<uint16_t>;
     k.to_f16 = to_f16_avx512;
     k.quantize_acts = quantize_acts_avx512;
     k.dot_q8_0 = dot_avx512<FmtQ8_0>;
