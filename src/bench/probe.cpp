@@ -96,25 +96,29 @@ ReadMeter::ReadMeter(uint64_t bytes) {
 
 ReadMeter::~ReadMeter() { std::free(buf_); }
 
-std::vector<double> ReadMeter::measure(int threads, int runs) {
+double ReadMeter::measure_span(int threads, uint64_t offset, uint64_t bytes) {
     const ProbeKernels pk = probe_kernels_for(cpu_kernels().isa);
-    std::vector<double> gbps;
-    const uint64_t bytes = bytes_;
-    const uint8_t* p = buf_;
-    for (int r = 0; r < runs; ++r) {
-        uint64_t acc = 0;
-        const double t0 = now_s();
+    offset = std::min(offset, bytes_) / 256 * 256;
+    bytes = std::min(bytes, bytes_ - offset) / 256 * 256;
+    if (bytes == 0) return 0.0;
+    const uint8_t* p = buf_ + offset;
+    uint64_t acc = 0;
+    const double t0 = now_s();
 #pragma omp parallel num_threads(threads) reduction(^ : acc)
-        {
-            const int nt = omp_get_num_threads(), it = omp_get_thread_num();
-            const uint64_t chunk = bytes / static_cast<uint64_t>(nt) / 256 * 256;
-            const uint64_t len = it == nt - 1 ? bytes - chunk * static_cast<uint64_t>(it) : chunk;
-            acc ^= pk.read(p + chunk * static_cast<uint64_t>(it), len);
-        }
-        const double dt = now_s() - t0;
-        g_sink_u64 = g_sink_u64 + acc;
-        gbps.push_back(static_cast<double>(bytes) / dt * 1e-9);
+    {
+        const int nt = omp_get_num_threads(), it = omp_get_thread_num();
+        const uint64_t chunk = bytes / static_cast<uint64_t>(nt) / 256 * 256;
+        const uint64_t len = it == nt - 1 ? bytes - chunk * static_cast<uint64_t>(it) : chunk;
+        acc ^= pk.read(p + chunk * static_cast<uint64_t>(it), len);
     }
+    const double dt = now_s() - t0;
+    g_sink_u64 = g_sink_u64 + acc;
+    return static_cast<double>(bytes) / dt * 1e-9;
+}
+
+std::vector<double> ReadMeter::measure(int threads, int runs) {
+    std::vector<double> gbps;
+    for (int r = 0; r < runs; ++r) gbps.push_back(measure_span(threads, 0, bytes_));
     return gbps;
 }
 

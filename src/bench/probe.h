@@ -56,6 +56,8 @@ public:
     uint64_t bytes() const { return bytes_; }
     // GB/s of each of `runs` streaming reads of the whole buffer with `threads` threads.
     std::vector<double> measure(int threads, int runs);
+    // GB/s of one read of [offset, offset + bytes) (clamped to the buffer, whole 256-byte units).
+    double measure_span(int threads, uint64_t offset, uint64_t bytes);
 
 private:
     uint8_t* buf_ = nullptr;

@@ -11,6 +11,7 @@
 #include "quant/q3_5.h"
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <set>
 
 #include <filesystem>
@@ -115,6 +116,10 @@ TEST(BenchReport, TinyRunHasEveryFormatAndBatch) {
                 EXPECT_GT(r["gbps"].get<double>(), 0);
                 EXPECT_GT(r["roofline_gbps"].get<double>(), 0);  // bandwidth of the same thread count
                 EXPECT_EQ(r["time_s"]["n"], 1);
+                // Paired with reads of the same length: a ratio of two positive rates.
+                ASSERT_TRUE(r.contains("pct_paired")) << r["id"];
+                EXPECT_GT(r["pct_paired"].get<double>(), 0) << r["id"];
+                EXPECT_TRUE(std::isfinite(r["pct_paired"].get<double>())) << r["id"];
                 EXPECT_EQ(r["path"].get<std::string>().rfind(f == "f16" || f == "f32" ? "float-ref" : "int8-", 0), 0u);
                 // Batches are one product; only formats without a GEMM kernel say they loop dots.
                 if (b > 1) {
