@@ -51,7 +51,7 @@ const CommandRegistrar kEval({"eval", "Run token ids as one sequence and dump al
     app.add_option("-m,--model", o->model, "Model GGUF file")->required()->check(CLI::ExistingFile);
     app.add_option("--prompt-ids", o->prompt_ids, "Token ids (\"1 2 3\")")->required();
     app.add_option("--logits-out", o->logits_out, "Output file: float32 [tokens x vocab], little-endian")->required();
-    add_threads_option(app, o->threads);
+    add_threads_option(app, o->threads, "f32");  // quality figures measure the weights alone
     return [o] { return run_eval(*o); };
 }});
 

@@ -71,7 +71,7 @@ const CommandRegistrar kImatrix({"imatrix", "Importance matrix (mean squared act
     app.add_flag("--covariance", o->covariance,
                  "Also store the activation covariance of every 256-column group (q3.5 then quantizes with GPTQ on it; "
                  "256 KiB per group in the file)");
-    add_threads_option(app, o->threads);
+    add_threads_option(app, o->threads, "f32");  // quality figures measure the weights alone
     return [o] { return run_imatrix(*o); };
 }});
 

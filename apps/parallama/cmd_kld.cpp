@@ -82,7 +82,7 @@ const CommandRegistrar kKld({"kld", "KL divergence, top-1 agreement and PPL rati
     app.add_option("--chunks", o->chunks, "Evaluate at most this many chunks (0 = all)")->check(CLI::Range(0, 1 << 30));
     app.add_flag("--base-reference", o->base_reference, "Run the base model on the float reference path");
     app.add_flag("--reference", o->reference, "Run the compared model on the float reference path");
-    add_threads_option(app, o->threads);
+    add_threads_option(app, o->threads, "f32");  // quality figures measure the weights alone
     return [o] { return run_kld(*o); };
 }});
 

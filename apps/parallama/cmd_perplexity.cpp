@@ -56,7 +56,7 @@ const CommandRegistrar kPerplexity({"perplexity", "Perplexity of a model on a te
         ->check(CLI::Range(8, 1 << 20))->capture_default_str();
     app.add_option("--chunks", o->chunks, "Evaluate at most this many chunks (0 = all)")->check(CLI::Range(0, 1 << 30));
     app.add_flag("--reference", o->reference, "Use the float reference path for every matrix (no int8 activations)");
-    add_threads_option(app, o->threads);
+    add_threads_option(app, o->threads, "f32");  // quality figures measure the weights alone
     return [o] { return run_perplexity(*o); };
 }});
 

@@ -45,17 +45,18 @@ void add_sampling_options(CLI::App& app, SamplingParams& p) {
 
 namespace {
 std::string g_threading = "tasks";
-std::string g_kv_type = "f32";
+std::string g_kv_type;  // set to the command's default by add_threads_option; --kv-type overrides
 std::string g_mmap = "auto";
 }
 
-void add_threads_option(CLI::App& app, int& threads) {
+void add_threads_option(CLI::App& app, int& threads, const char* kv_default) {
+    g_kv_type = kv_default;
     app.add_option("-t,--threads", threads, "Threads (0 = all cores, fewer while other processes keep cores busy)")->check(CLI::Range(0, 4096))->capture_default_str();
     app.add_option("--threading", g_threading,
                    "How a matrix product is split over the threads: rows | nested | tiled | tasks (docs/performance.md)")
         ->check(CLI::IsMember({"rows", "nested", "tiled", "tasks"}))
         ->capture_default_str();
-    app.add_option("--kv-type", g_kv_type, "KV cache element type: f32 | f16 (half the memory)")
+    app.add_option("--kv-type", g_kv_type, "KV cache element type: f16 (half the memory of f32) | f32")
         ->check(CLI::IsMember({"f32", "f16"}))
         ->capture_default_str();
     app.add_option("--mmap", g_mmap,

@@ -26,7 +26,8 @@ std::string q(const std::string& s) { return "'" + s + "'"; }
 TEST(GenerateCli, StoriesGgufGreedy200MatchesRunC) {
     const std::string gguf = pl::test::model_file("stories260K/stories260K-f32.gguf");
     PL_REQUIRE_DATA(gguf, "stories260K/stories260K-f32.gguf");
-    auto r = run_cmd(parallama_bin() + " generate -m " + q(gguf) + " --prompt-ids 1 -n 200 --temp 0 --ids");
+    // run.c keeps an f32 KV cache; generate's default is f16.
+    auto r = run_cmd(parallama_bin() + " generate -m " + q(gguf) + " --prompt-ids 1 -n 200 --temp 0 --ids --kv-type f32");
     ASSERT_EQ(r.rc, 0) << r.err;
     EXPECT_EQ(parse_ints(r.out), reference_ids(200));
     EXPECT_NE(r.err.find("tokens/s"), std::string::npos) << r.err;
@@ -72,7 +73,7 @@ TEST(GenerateCli, ConvertedLlama2cCheckpointMatchesRunC) {
     const std::string out = dir + "/stories.gguf";
     auto c = run_cmd(parallama_bin() + " convert --llama2c " + q(bin) + " --tokenizer " + q(tok) + " -o " + q(out));
     ASSERT_EQ(c.rc, 0) << c.err;
-    auto r = run_cmd(parallama_bin() + " generate -m " + q(out) + " --prompt-ids 1 -n 200 --temp 0 --ids");
+    auto r = run_cmd(parallama_bin() + " generate -m " + q(out) + " --prompt-ids 1 -n 200 --temp 0 --ids --kv-type f32");
     ASSERT_EQ(r.rc, 0) << r.err;
     EXPECT_EQ(parse_ints(r.out), reference_ids(200));
 }
@@ -151,3 +152,16 @@ TEST(GenerateCli, BadInputGivesOneLineError) {
 }
 
 }  // namespace
+
+// The KV cache's default element type: f16 for the commands that run a model (README), f32 for
+// the quality tools, whose figures measure the weights alone.
+TEST(GenerateCli, KvTypeDefaultsF16ExceptQualityTools) {
+    for (const char* cmd : {"generate", "chat", "serve"}) {
+        auto r = run_cmd(parallama_bin() + " " + cmd + " --help");
+        EXPECT_NE(r.out.find("--kv-type TEXT:{f32,f16}=f16"), std::string::npos) << cmd << "\n" << r.out;
+    }
+    for (const char* cmd : {"perplexity", "kld", "imatrix", "eval"}) {
+        auto r = run_cmd(parallama_bin() + " " + cmd + " --help");
+        EXPECT_NE(r.out.find("--kv-type TEXT:{f32,f16}=f32"), std::string::npos) << cmd << "\n" << r.out;
+    }
+}
