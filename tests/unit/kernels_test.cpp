@@ -224,6 +224,62 @@ TEST(Kernels, DotsMatchScalarReferenceOnEveryIsa) {
     EXPECT_GE(checked, 4 * 6 * 6);
 }
 
+// The two-row decode kernel gives each row exactly dot's bits (q3.5: tail groups, every weight
+// pattern), and a decode product through it (rows, tiled, tasks: ranges split in two halves,
+// odd and even lengths) equals dot row by row.
+TEST(Kernels, TwoRowDotEqualsDotBits) {
+    std::mt19937 rng(29);
+    int checked = 0;
+    for (pl::Isa isa : pl::supported_isas()) {
+        const auto k = pl::kernels_for(isa);
+        const auto dot2 = k.dot2_for(pl::kQ3_5TypeId);
+        if (!dot2) continue;
+        const auto dot = k.dot_for(pl::kQ3_5TypeId);
+        for (int64_t n : kLengths) {
+            for (int wp = 0; wp < 6; ++wp) {
+                const auto w0 = make_weights(GgmlType::Q3_5, n, wp, rng), w1 = make_weights(GgmlType::Q3_5, n, (wp + 3) % 6, rng);
+                auto x = make_input(n, wp % 5, rng);
+                Acts a(n);
+                k.quantize_acts_for(pl::kQ3_5TypeId)(x.data(), n, a.qs.data(), a.d.data(), a.sum.data());
+                float y[2] = {-1.0f, -1.0f};
+                dot2(w0.data(), w1.data(), a.qs.data(), a.d.data(), a.sum.data(), n, y);
+                const float want[2] = {dot(w0.data(), a.qs.data(), a.d.data(), a.sum.data(), n),
+                                       dot(w1.data(), a.qs.data(), a.d.data(), a.sum.data(), n)};
+                EXPECT_EQ(0, std::memcmp(y, want, sizeof(y))) << pl::isa_name(isa) << " n=" << n << " wp=" << wp;
+                ++checked;
+            }
+        }
+        for (int64_t rows : {1, 2, 37, 64}) {
+            const int64_t n = 576;
+            std::vector<uint8_t> w;
+            for (int64_t r = 0; r < rows; ++r) {
+                auto wr = make_weights(GgmlType::Q3_5, n, static_cast<int>(r % 6), rng);
+                w.insert(w.end(), wr.begin(), wr.end());
+            }
+            pl::WeightView W;
+            W.name = "test";
+            W.type = pl::kQ3_5TypeId;
+            W.rows = rows;
+            W.cols = n;
+            W.row_bytes = *pl::row_bytes(W.type, n);
+            W.data = w.data();
+            pl::Q8Acts a;
+            a.resize(n, 1);
+            auto x = make_input(n, 0, rng);
+            k.quantize_acts_for(W.type)(x.data(), n, a.qs.data(), a.d.data(), a.sum.data());
+            std::vector<float> want(static_cast<size_t>(rows));
+            for (int64_t r = 0; r < rows; ++r) want[static_cast<size_t>(r)] = dot(W.row(r), a.qs.data(), a.d.data(), a.sum.data(), n);
+            for (auto th : {pl::Threading::Rows, pl::Threading::Tiled, pl::Threading::Tasks}) {
+                std::vector<float> y(static_cast<size_t>(rows), -1.0f);
+                pl::matmul_q8a(W, a, y.data(), k, th);
+                EXPECT_EQ(0, std::memcmp(y.data(), want.data(), y.size() * sizeof(float)))
+                    << pl::threading_name(th) << " rows=" << rows;
+            }
+        }
+    }
+    if (pl::supported_isas().back() == pl::Isa::Avx512) EXPECT_GE(checked, 6);
+}
+
 // The row-times-many kernels equal the reference dot per activation row, for tile remainders
 // (m = 1..9), odd block counts and a strided output; nothing between the strided slots is written.
 TEST(Kernels, GemmRowKernelsMatchReferenceDots) {

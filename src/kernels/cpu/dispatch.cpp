@@ -35,6 +35,10 @@ DotQ8AFn CpuKernels::dot_for(uint32_t type) const {
     }
 }
 
+Dot2Q8AFn CpuKernels::dot2_for(uint32_t type) const {
+    return static_cast<GgmlType>(type) == GgmlType::Q3_5 ? dot2_q3_5 : nullptr;
+}
+
 GemmQ8AFn CpuKernels::gemm_for(uint32_t type) const {
     switch (static_cast<GgmlType>(type)) {
         case GgmlType::Q8_0: return gemm_q8_0;

@@ -47,6 +47,12 @@ using QuantizeActsFn = void (*)(const float* x, int64_t n, int8_t* qs, float* d,
 // dot(weight row of n elements, activation row) for one weight format.
 using DotQ8AFn = float (*)(const void* w, const int8_t* qs, const float* d, const int32_t* sum, int64_t n);
 
+// Two weight rows against one activation row (decode): y[0] = dot(w0, a), y[1] = dot(w1, a), each
+// bit-identical to the format's dot kernel. Callers pass rows far apart: two DRAM streams keep one
+// core's prefetchers busier than one (docs/performance.md).
+using Dot2Q8AFn = void (*)(const void* w0, const void* w1, const int8_t* qs, const float* d, const int32_t* sum, int64_t n,
+                           float* y);
+
 // One weight row against m activation rows: y[i * y_stride] = dot(w, activation row i), where
 // activation row i is qs + i*n, d + i*n/32, sum + i*n/32. Unpacks each weight block once per tile
 // of activation rows (prompt processing and batches).
@@ -109,6 +115,7 @@ struct CpuKernels {
     DotQ8AFn dot_q4_0 = nullptr;
     DotQ8AFn dot_q4_1 = nullptr;
     DotQ8AFn dot_q3_5 = nullptr;  // q3.5: activations must be rotated first (rotate_q3_5)
+    Dot2Q8AFn dot2_q3_5 = nullptr;  // optional (AVX-512): two rows at once
     GemmQ8AFn gemm_q8_0 = nullptr;  // optional: nullptr means "loop over the dot kernel"
     GemmQ8AFn gemm_q4_0 = nullptr;
     GemmQ8AFn gemm_q4_1 = nullptr;
@@ -135,6 +142,8 @@ struct CpuKernels {
     QuantizeActsFn quantize_acts_for(uint32_t type) const;
     // The dot kernel for a GGML weight type id, or nullptr when the type has none (float path).
     DotQ8AFn dot_for(uint32_t type) const;
+    // The two-row dot kernel for a type, or nullptr (then callers use dot_for() per row).
+    Dot2Q8AFn dot2_for(uint32_t type) const;
     // The row-times-many kernel for a type, or nullptr (then callers loop over dot_for()).
     GemmQ8AFn gemm_for(uint32_t type) const;
 };

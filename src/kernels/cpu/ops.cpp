@@ -150,6 +150,7 @@ struct Product {
     const uint8_t* au8 = nullptr;  // offset-binary activations for the q3.5 block GEMM, or null
     const int32_t* packed = nullptr;  // tile-packed activations for the AMX q3.5 GEMM, or null
     int64_t ldp = 0;                  // words per line of `packed`
+    Dot2Q8AFn dot2 = nullptr;         // two-row decode kernel, or null
     // Y[t * ldy + r] for the item; with a column cut only one activation row (t1 = t0 + 1).
     void run(int64_t r0, int64_t r1, int64_t k0, int64_t k1, int64_t t0, int64_t t1, float* Y, int64_t ldy) const {
         const int64_t n = W.cols, nb = n / kQ8ABlock, m = t1 - t0;
@@ -172,6 +173,19 @@ struct Product {
             for (int64_t r = r0; r < r1; r += kR)
                 k.gemm_rows_q3_5(W.row(r), W.row_bytes, std::min(kR, r1 - r), n, au8 + t0 * n, a.d.data() + t0 * nb, m,
                                  Y + t0 * ldy + r, ldy);
+            return;
+        }
+        if (dot2 && m == 1) {
+            // Rows r0 + j and r0 + half + j together: two DRAM streams (q3.5 GEMV 76-77 % ->
+            // 85-88 % of the read loop's bandwidth, docs/performance.md); each row as dot computes it.
+            const int64_t half = (r1 - r0) / 2;
+            float y2[2];
+            for (int64_t j = 0; j < half; ++j) {
+                dot2(W.row(r0 + j), W.row(r0 + half + j), a.row_qs(t0), a.row_d(t0), a.row_sum(t0), n, y2);
+                Y[t0 * ldy + r0 + j] = y2[0];
+                Y[t0 * ldy + r0 + half + j] = y2[1];
+            }
+            if ((r1 - r0) % 2) Y[t0 * ldy + r1 - 1] = dot(W.row(r1 - 1), a.row_qs(t0), a.row_d(t0), a.row_sum(t0), n);
             return;
         }
         for (int64_t r = r0; r < r1; ++r) {
@@ -210,6 +224,7 @@ namespace {
 void prepare_product(Product& P, const WeightView& W, const Q8Acts& a, const CpuKernels& k) {
     const int64_t n = W.cols, m = a.rows;
     P.gemm = m > 1 ? k.gemm_for(W.type) : nullptr;
+    P.dot2 = m == 1 ? k.dot2_for(W.type) : nullptr;
     thread_local std::vector<uint8_t> au8;
     if (m > 1 && W.type == static_cast<uint32_t>(GgmlType::Q3_5) && k.gemm_rows_q3_5) {
         // Offset-binary activations once per call for the q3.5 block GEMM.
@@ -243,14 +258,21 @@ void run_task_pool(std::span<const Product* const> P, std::span<float* const> Ys
     // together with the per-entry steps going parallel).
     const int64_t per_thread = m > 1 ? 32 : 8;
     const int64_t grain = std::max<int64_t>(1, total / (per_thread * omp_get_max_threads()));
+    // A task is `grain` consecutive blocks, run as one range per product it touches (so that a
+    // decode task can stream two halves of its rows at once, Product::run).
+    const int64_t tasks = (total + grain - 1) / grain;
 #pragma omp parallel
 #pragma omp single
-#pragma omp taskloop grainsize(grain)
-    for (int64_t g = 0; g < total; ++g) {
-        size_t i = 0;
-        while (g >= first[i + 1]) ++i;
-        const int64_t b = g - first[i], rows = P[i]->W.rows;
-        P[i]->run(b * kR, std::min(rows, (b + 1) * kR), 0, n, 0, m, Ys[i], rows);
+#pragma omp taskloop grainsize(1)
+    for (int64_t c = 0; c < tasks; ++c) {
+        const int64_t end = std::min(total, (c + 1) * grain);
+        for (int64_t g = c * grain; g < end;) {
+            size_t i = 0;
+            while (g >= first[i + 1]) ++i;
+            const int64_t b0 = g - first[i], b1 = std::min(end, first[i + 1]) - first[i], rows = P[i]->W.rows;
+            P[i]->run(b0 * kR, std::min(rows, b1 * kR), 0, n, 0, m, Ys[i], rows);
+            g = first[i] + b1;
+        }
     }
 }
 
@@ -267,8 +289,12 @@ void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels
     const int64_t blocks = (rows + kR - 1) / kR;
     switch (threading) {
         case Threading::Rows: {
-#pragma omp parallel for schedule(static)
-            for (int64_t b = 0; b < blocks; ++b) P.run(b * kR, std::min(rows, (b + 1) * kR), 0, n, 0, m, Y, rows);
+            // schedule(static)'s split of the blocks, each thread's share as one range.
+#pragma omp parallel
+            {
+                const auto [b0, b1] = split(0, blocks, omp_get_num_threads(), omp_get_thread_num(), 1);
+                P.run(b0 * kR, std::min(rows, b1 * kR), 0, n, 0, m, Y, rows);
+            }
             return;
         }
         case Threading::Tasks: {
@@ -340,7 +366,7 @@ void matmul_q8a_multi(std::span<const WeightView* const> Ws, const Q8Acts& a, st
     std::array<std::optional<Product>, 4> store;
     std::array<const Product*, 4> ps{};
     for (size_t i = 0; i < Ws.size(); ++i)
-        ps[i] = &store[i].emplace(Product{*Ws[i], a, k, dot, base.gemm, base.au8, base.packed, base.ldp});
+        ps[i] = &store[i].emplace(Product{*Ws[i], a, k, dot, base.gemm, base.au8, base.packed, base.ldp, base.dot2});
     run_task_pool(std::span(ps.data(), Ws.size()), Ys, base.packed ? CpuKernels::kGemmRowsQ3_5Tiles : CpuKernels::kGemmRowsQ3_5);
 }
 

@@ -254,6 +254,33 @@ void gemm_q3_5_avx512(const void* w, int64_t n, const int8_t* qs, const float* d
     for (; i < m; ++i) tile_q3_5<1>(wb, n, qs + i * n, d + i * nb, y + i * y_stride, y_stride);
 }
 
+// Two rows, group by group, each with dot_q3_5's operations (tile_q3_5<1>): with the rows far
+// apart the core keeps two DRAM streams in flight.
+void dot2_q3_5_avx512(const void* w0, const void* w1, const int8_t* qs, const float* d, const int32_t* /*sum*/, int64_t n,
+                      float* y) {
+    const auto* a = static_cast<const uint8_t*>(w0);
+    const auto* b = static_cast<const uint8_t*>(w1);
+    const __m512i lut = q3_5_mag_lut();
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t g0 = 0;
+    for (; g0 + kQ3_5Group <= n; g0 += kQ3_5Group) {
+        prefetch_weights(a, kQ3_5GroupBytes);
+        prefetch_weights(b, kQ3_5GroupBytes);
+        const float da = d[g0 / kQ8ABlock];
+        q3_5_group<1, true>(a, kQ3_5Group, qs + g0, n, &da, &acc0, lut);
+        q3_5_group<1, true>(b, kQ3_5Group, qs + g0, n, &da, &acc1, lut);
+        a += kQ3_5GroupBytes;
+        b += kQ3_5GroupBytes;
+    }
+    if (g0 < n) {
+        const float da = d[g0 / kQ8ABlock];
+        q3_5_group<1, false>(a, n - g0, qs + g0, n, &da, &acc0, lut);
+        q3_5_group<1, false>(b, n - g0, qs + g0, n, &da, &acc1, lut);
+    }
+    y[0] = _mm512_reduce_add_ps(acc0);
+    y[1] = _mm512_reduce_add_ps(acc1);
+}
+
 float dot_q3_5_avx512(const void* w, const int8_t* qs, const float* d, const int32_t* /*sum*/, int64_t n) {
     float y;
     tile_q3_5<1>(static_cast<const uint8_t*>(w), n, qs, d, &y, 1);
@@ -545,6 +572,7 @@ void install_avx512(CpuKernels& k) {
     k.gemm_q4_0 = gemm_avx512<FmtQ4_0>;
     k.gemm_q4_1 = gemm_avx512<FmtQ4_1>;
     k.dot_q3_5 = dot_q3_5_avx512;
+    k.dot2_q3_5 = dot2_q3_5_avx512;
     k.gemm_q3_5 = gemm_q3_5_avx512;
     k.gemm_rows_q3_5 = gemm_rows_q3_5_avx512;
     k.quantize_acts_q3_5 = quantize_acts_q3_5_avx512;
