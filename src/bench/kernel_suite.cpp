@@ -207,7 +207,7 @@ Result<std::vector<nlohmann::json>> run_kernel_suite(const KernelOptions& o, con
                     // minutes earlier, on a quiet moment) does not.
                     std::vector<double> paired;
                     if (B < 1024) {
-                        const int calls = std::max(1, static_cast<int>(std::ceil(o.timing.min_time_s / st->median)));
+                        const int calls = std::max(1, static_cast<int>(std::ceil(timing.min_time_s / st->median)));
                         const uint64_t span = std::clamp<uint64_t>(static_cast<uint64_t>(w->bytes) * static_cast<uint64_t>(calls), 64ull << 20,
                                                                    meter.bytes() / 2);
                         uint64_t offset = 0;
@@ -219,7 +219,6 @@ Result<std::vector<nlohmann::json>> run_kernel_suite(const KernelOptions& o, con
                             const double op_s = (now_s() - t0) / calls;
                             if (read > 0 && op_s > 0) paired.push_back(static_cast<double>(w->bytes) / op_s * 1e-9 / read);
                         }
-                        std::sort(paired.begin(), paired.end());
                     }
                     for (size_t i = 0; i < y.size(); ++i)
                         if (!std::isfinite(y[i])) return err("{}: non-finite output y[{}] = {}", what, i, y[i]);
@@ -249,7 +248,7 @@ Result<std::vector<nlohmann::json>> run_kernel_suite(const KernelOptions& o, con
                     r["roofline_gbps"] = roof;
                     r["pct_roofline"] = roof > 0 ? 100.0 * gbps / roof : 0.0;
                     r["bw_beside_gbps"] = beside;
-                    if (!paired.empty()) r["pct_paired"] = 100.0 * paired[paired.size() / 2];
+                    if (auto ps = summarize(paired, what.c_str())) r["pct_paired"] = 100.0 * ps->median;
                     if (B > 1 && fast && !k.gemm_for(type) && !(type == static_cast<uint32_t>(GgmlType::Q3_5) && k.gemm_rows_q3_5))
                         r["note"] = fmt::format("{} dot products per row (no GEMM kernel for this format)", B);
                     rows.push_back(r);

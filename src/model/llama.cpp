@@ -868,8 +868,9 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
             // This step's K and V rows go to their sequences' slots before any entry attends.
             const float* v = v_new_.data() + static_cast<size_t>(i) * kv_dim;
             const int slot = pos[i] % kKvBlock;
+            const size_t block_off = block_of(seqs[i], pos[i]) * block_elems;
             for (int kvh = 0; kvh < d.n_kv_heads; ++kvh) {
-                const size_t block = head_base(l, kvh) + block_of(seqs[i], pos[i]) * block_elems;
+                const size_t block = head_base(l, kvh) + block_off;
                 const size_t kat = block + static_cast<size_t>(slot);                              // column `slot` of (head_dim, 16)
                 const size_t vat = block + static_cast<size_t>(slot) * static_cast<size_t>(head_dim);  // row `slot` of (16, head_dim)
                 const float* kh = k + static_cast<size_t>(kvh) * head_dim;
@@ -905,19 +906,18 @@ void Session::forward_entries(const int32_t* tokens, const int* seqs, const int*
                 float* out = xb_.data() + static_cast<size_t>(i) * q_dim + static_cast<size_t>(h) * head_dim;
                 const int32_t* blocks = seq_blocks_[static_cast<size_t>(sq)].data();
                 const size_t base = head_base(l, kvh);
-                if (f16) {
-                    const auto* kc = static_cast<const uint16_t*>(key_cache_) + base;
-                    const auto* vc = static_cast<const uint16_t*>(value_cache_) + base;
-                    kv_kernels_->attn_scores_f16(q, kc, blocks, block_elems, p + 1, head_dim, sqrt_head_dim, att);
+                // One body for both cache types (T = float or uint16_t halves).
+                auto attend = [&](const auto* kc, const auto* vc, auto scores, auto values) {
+                    scores(q, kc + base, blocks, block_elems, p + 1, head_dim, sqrt_head_dim, att);
                     softmax(att, p + 1);
-                    kv_kernels_->attn_values_f16(out, att, vc, blocks, block_elems, p + 1, head_dim);
-                } else {
-                    const auto* kc = static_cast<const float*>(key_cache_) + base;
-                    const auto* vc = static_cast<const float*>(value_cache_) + base;
-                    kv_kernels_->attn_scores_f32(q, kc, blocks, block_elems, p + 1, head_dim, sqrt_head_dim, att);
-                    softmax(att, p + 1);
-                    kv_kernels_->attn_values_f32(out, att, vc, blocks, block_elems, p + 1, head_dim);
-                }
+                    values(out, att, vc + base, blocks, block_elems, p + 1, head_dim);
+                };
+                if (f16)
+                    attend(static_cast<const uint16_t*>(key_cache_), static_cast<const uint16_t*>(value_cache_),
+                           kv_kernels_->attn_scores_f16, kv_kernels_->attn_values_f16);
+                else
+                    attend(static_cast<const float*>(key_cache_), static_cast<const float*>(value_cache_),
+                           kv_kernels_->attn_scores_f32, kv_kernels_->attn_values_f32);
             }
         }
         xq_valid = false;

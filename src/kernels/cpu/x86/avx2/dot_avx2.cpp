@@ -4,6 +4,7 @@
 #include "kernels/cpu/kernels.h"
 
 #include "core/fp16.h"
+#include "kernels/cpu/count_dispatch.h"
 #include "quant/q3_5.h"
 #include "quant/q4_0.h"
 #include "quant/q4_1.h"
@@ -258,12 +259,7 @@ void attn_scores_avx2(const float* q, const T* kbase, const int32_t* blocks, siz
         for (int j = 0; j < g; ++j) kb[j] = kbase + static_cast<size_t>(blocks[b0 + j]) * block_stride;
         const int n_last = std::min(kAttnBlock, n - (b0 + g - 1) * kAttnBlock);
         float* a = att + b0 * kAttnBlock;
-        switch (g) {
-            case 4: scores_group_avx2<4>(q, kb, head_dim, vdiv, a, n_last); break;
-            case 3: scores_group_avx2<3>(q, kb, head_dim, vdiv, a, n_last); break;
-            case 2: scores_group_avx2<2>(q, kb, head_dim, vdiv, a, n_last); break;
-            default: scores_group_avx2<1>(q, kb, head_dim, vdiv, a, n_last); break;
-        }
+        with_count<kGroup>(g, [&](auto G) { scores_group_avx2<G()>(q, kb, head_dim, vdiv, a, n_last); });
     }
 }
 
@@ -285,16 +281,8 @@ template <class T>
 void attn_values_avx2(float* out, const float* att, const T* vbase, const int32_t* blocks, size_t block_stride, int n, int head_dim) {
     const int vec_end = head_dim / 8 * 8;
     for (int c0 = 0; c0 < vec_end; c0 += 64) {
-        switch (std::min(64, vec_end - c0) / 8) {
-            case 8: values_pass_avx2<8>(out, att, vbase, blocks, block_stride, n, head_dim, c0); break;
-            case 7: values_pass_avx2<7>(out, att, vbase, blocks, block_stride, n, head_dim, c0); break;
-            case 6: values_pass_avx2<6>(out, att, vbase, blocks, block_stride, n, head_dim, c0); break;
-            case 5: values_pass_avx2<5>(out, att, vbase, blocks, block_stride, n, head_dim, c0); break;
-            case 4: values_pass_avx2<4>(out, att, vbase, blocks, block_stride, n, head_dim, c0); break;
-            case 3: values_pass_avx2<3>(out, att, vbase, blocks, block_stride, n, head_dim, c0); break;
-            case 2: values_pass_avx2<2>(out, att, vbase, blocks, block_stride, n, head_dim, c0); break;
-            default: values_pass_avx2<1>(out, att, vbase, blocks, block_stride, n, head_dim, c0); break;
-        }
+        with_count<8>(std::min(64, vec_end - c0) / 8,
+                      [&](auto V) { values_pass_avx2<V()>(out, att, vbase, blocks, block_stride, n, head_dim, c0); });
     }
     for (int c = vec_end; c < head_dim; ++c) {
         float s = 0.0f;

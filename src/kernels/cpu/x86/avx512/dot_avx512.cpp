@@ -10,6 +10,7 @@
 #include "kernels/cpu/kernels.h"
 
 #include "core/fp16.h"
+#include "kernels/cpu/count_dispatch.h"
 #include "quant/q3_5.h"
 #include "quant/q4_0.h"
 #include "quant/q4_1.h"
@@ -492,16 +493,7 @@ void attn_scores_avx512(const float* q, const T* kbase, const int32_t* blocks, s
         // positions in the group's last block
         const int n_last = std::min(kAttnBlock, n - (b0 + g - 1) * kAttnBlock);
         float* a = att + b0 * kAttnBlock;
-        switch (g) {
-            case 8: scores_group<8>(q, kb, head_dim, vdiv, a, n_last); break;
-            case 7: scores_group<7>(q, kb, head_dim, vdiv, a, n_last); break;
-            case 6: scores_group<6>(q, kb, head_dim, vdiv, a, n_last); break;
-            case 5: scores_group<5>(q, kb, head_dim, vdiv, a, n_last); break;
-            case 4: scores_group<4>(q, kb, head_dim, vdiv, a, n_last); break;
-            case 3: scores_group<3>(q, kb, head_dim, vdiv, a, n_last); break;
-            case 2: scores_group<2>(q, kb, head_dim, vdiv, a, n_last); break;
-            default: scores_group<1>(q, kb, head_dim, vdiv, a, n_last); break;
-        }
+        with_count<kAttnGroup>(g, [&](auto G) { scores_group<G()>(q, kb, head_dim, vdiv, a, n_last); });
     }
 }
 
@@ -529,16 +521,7 @@ void attn_values_avx512(float* out, const float* att, const T* vbase, const int3
         const int nv = (w + 15) / 16;
         const int rem = w - 16 * (nv - 1);
         const auto tail = static_cast<__mmask16>(rem == 16 ? 0xFFFF : (1u << rem) - 1);
-        switch (nv) {
-            case 8: values_pass<8>(out, att, vbase, blocks, block_stride, n, head_dim, c0, tail); break;
-            case 7: values_pass<7>(out, att, vbase, blocks, block_stride, n, head_dim, c0, tail); break;
-            case 6: values_pass<6>(out, att, vbase, blocks, block_stride, n, head_dim, c0, tail); break;
-            case 5: values_pass<5>(out, att, vbase, blocks, block_stride, n, head_dim, c0, tail); break;
-            case 4: values_pass<4>(out, att, vbase, blocks, block_stride, n, head_dim, c0, tail); break;
-            case 3: values_pass<3>(out, att, vbase, blocks, block_stride, n, head_dim, c0, tail); break;
-            case 2: values_pass<2>(out, att, vbase, blocks, block_stride, n, head_dim, c0, tail); break;
-            default: values_pass<1>(out, att, vbase, blocks, block_stride, n, head_dim, c0, tail); break;
-        }
+        with_count<8>(nv, [&](auto V) { values_pass<V()>(out, att, vbase, blocks, block_stride, n, head_dim, c0, tail); });
     }
 }
 
