@@ -6,6 +6,7 @@
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/ops.h"
 #include "quant/formats.h"
+#include "quant/q3_5_fold.h"
 
 #include <omp.h>
 #include <sys/mman.h>
@@ -42,12 +43,19 @@ struct Weights {
     size_t bytes = 0;                            // one copy
     int copies = 1;
     size_t row_bytes = 0;
+    uint32_t type = 0;  // the layout in memory: tt's, or q3.5-folded where the engine folds q3.5
 };
 
-Result<Weights> make_weights(const TypeTraits& tt, const MatShape& s, uint64_t seed, int64_t l3_bytes) {
+// Rows of q3.5 are folded (quant/q3_5_fold.h) where Model::load would fold them, so the suite
+// times what a model runs.
+Result<Weights> make_weights(const TypeTraits& tt, const MatShape& s, uint64_t seed, int64_t l3_bytes, const CpuKernels& k) {
     auto rb = row_bytes(static_cast<uint32_t>(tt.type), s.cols);
     if (!rb) return err("{}: {} columns are not a multiple of the block size {}", tt.name, s.cols, tt.block_elems);
+    const bool fold = tt.type == GgmlType::Q3_5 && folds_q3_5(k, s.cols);
     Weights w;
+    w.type = static_cast<uint32_t>(fold ? GgmlType::Q3_5F : tt.type);
+    const size_t file_rb = *rb;
+    if (fold) rb = row_bytes(w.type, s.cols);
     w.row_bytes = *rb;
     w.bytes = *rb * static_cast<size_t>(s.rows);
     const uint64_t target = 4 * static_cast<uint64_t>(std::max<int64_t>(l3_bytes, 32 << 20));
@@ -66,15 +74,24 @@ Result<Weights> make_weights(const TypeTraits& tt, const MatShape& s, uint64_t s
     // and quantizing every row of a 28672x8192 matrix would dominate the run time.
     constexpr int64_t kUniqueRows = 1024;
     const int64_t unique = std::min(s.rows, kUniqueRows);
-#pragma omp parallel
+    bool folded_all = true;
+#pragma omp parallel reduction(&& : folded_all)
     {
         std::vector<float> row(static_cast<size_t>(s.cols));
+        std::vector<uint8_t> file_row(fold ? file_rb : 0);
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < unique; ++r) {
             random_row(row.data(), s.cols, seed * 1000003ull + static_cast<uint64_t>(r), 1.0f);
-            q(row.data(), base + static_cast<size_t>(r) * w.row_bytes, s.cols);
+            uint8_t* dst = base + static_cast<size_t>(r) * w.row_bytes;
+            if (!fold) {
+                q(row.data(), dst, s.cols);
+                continue;
+            }
+            q(row.data(), file_row.data(), s.cols);
+            folded_all = fold_row_q3_5(file_row.data(), dst, s.cols) && folded_all;
         }
     }
+    if (!folded_all) return err("{} {}x{}: a quantized row cannot be folded (quant/q3_5_fold.h)", tt.name, s.rows, s.cols);
     for (int64_t r = unique; r < s.rows; r += unique) {
         const int64_t n = std::min(unique, s.rows - r);
         std::memcpy(base + static_cast<size_t>(r) * w.row_bytes, base, static_cast<size_t>(n) * w.row_bytes);
@@ -149,7 +166,7 @@ Result<std::vector<nlohmann::json>> run_kernel_suite(const KernelOptions& o, con
     for (const auto& s : shapes) {
         for (const TypeTraits* tt : types) {
             const double tg0 = now_s();
-            auto w = make_weights(*tt, s, o.seed, m.l3_bytes);
+            auto w = make_weights(*tt, s, o.seed, m.l3_bytes, k);
             if (!w) return w.status();
             if (log) log(fmt::format("kernels: generated {} {} ({:.1f} MiB x {} copies) in {:.1f} s", tt->name, shape_str(s),
                                      static_cast<double>(w->bytes) / 1048576.0, w->copies, now_s() - tg0));
@@ -160,7 +177,7 @@ Result<std::vector<nlohmann::json>> run_kernel_suite(const KernelOptions& o, con
                 for (int b = 0; b < B; ++b)
                     random_row(x.data() + static_cast<size_t>(b) * static_cast<size_t>(s.cols), s.cols, o.seed + 7 + static_cast<uint64_t>(b), 1.0f);
                 std::vector<float> y(static_cast<size_t>(s.rows) * static_cast<size_t>(B), 0.0f);
-                const uint32_t type = static_cast<uint32_t>(tt->type);
+                const uint32_t type = w->type;
                 const bool fast = k.dot_for(type) != nullptr;
                 Q8Acts acts;
                 acts.resize(s.cols, B);
@@ -233,9 +250,9 @@ Result<std::vector<nlohmann::json>> run_kernel_suite(const KernelOptions& o, con
                                           th == Threading::Rows ? std::string() : std::string("/") + threading_name(th));
                     r["threading"] = fast ? threading_name(th) : "rows";
                     r["format"] = tt->name;
-                    const bool tiles = type == static_cast<uint32_t>(GgmlType::Q3_5) && k.gemm_rows_q3_5_tiles &&
-                                       B >= CpuKernels::kQ3_5TilesMinActs && s.cols % 256 == 0;
-                    r["path"] = fast ? fmt::format("int8-{}{}", isa_name(k.isa), tiles ? "+amx" : "") : std::string("float-ref");
+                    const bool folded = type == static_cast<uint32_t>(GgmlType::Q3_5F);
+                    r["path"] = fast ? fmt::format("int8-{}{}", isa_name(k.isa), folded ? (B > 1 ? "+amx-folded" : "-folded") : "")
+                                     : std::string("float-ref");
                     r["rows"] = s.rows;
                     r["cols"] = s.cols;
                     r["batch"] = B;
@@ -249,7 +266,7 @@ Result<std::vector<nlohmann::json>> run_kernel_suite(const KernelOptions& o, con
                     r["pct_roofline"] = roof > 0 ? 100.0 * gbps / roof : 0.0;
                     r["bw_beside_gbps"] = beside;
                     if (auto ps = summarize(paired, what.c_str())) r["pct_paired"] = 100.0 * ps->median;
-                    if (B > 1 && fast && !k.gemm_for(type) && !(type == static_cast<uint32_t>(GgmlType::Q3_5) && k.gemm_rows_q3_5))
+                    if (B > 1 && fast && !k.gemm_for(type) && !(type == static_cast<uint32_t>(GgmlType::Q3_5) && k.gemm_rows_q3_5) && !folded)
                         r["note"] = fmt::format("{} dot products per row (no GEMM kernel for this format)", B);
                     rows.push_back(r);
                     const double el = now_s() - t_start;

@@ -490,7 +490,7 @@ private:
         s = read_pod(t.type, "tensor type");
         if (!s) return s.with_context(ctx);
         const TypeTraits* tt = type_traits(t.type);
-        if (!tt) return err("{}: unknown tensor type {} at offset {}", ctx, t.type, type_at);
+        if (!tt || tt->internal) return err("{}: unknown tensor type {} at offset {}", ctx, t.type, type_at);
         if (t.ne[0] % tt->block_elems != 0)
             return err("{}: ne[0] = {} is not a multiple of the {} block size {}", ctx, t.ne[0], tt->name,
                        tt->block_elems);
@@ -820,7 +820,7 @@ Status Writer::write(const std::string& path, const std::function<void(uint64_t,
         if (!seen.insert(t.name).second) return err("{}: duplicate tensor name", tctx);
         if (t.ne.empty() || t.ne.size() > kMaxDims) return err("{}: {} dims (must be 1..{})", tctx, t.ne.size(), kMaxDims);
         const TypeTraits* tt = type_traits(t.type);
-        if (!tt) return err("{}: unknown tensor type {}", tctx, t.type);
+        if (!tt || tt->internal) return err("{}: unknown tensor type {}", tctx, t.type);
         uint64_t n_rows = 1;
         for (size_t d = 0; d < t.ne.size(); ++d) {
             if (t.ne[d] < 1) return err("{}: ne[{}] = {} (must be >= 1)", tctx, d, t.ne[d]);

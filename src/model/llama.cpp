@@ -5,8 +5,10 @@
 #include "core/fp16.h"
 #include "core/log.h"
 #include "core/mem_budget.h"
+#include "kernels/cpu/kernels.h"
 #include "quant/formats.h"
 #include "quant/q3_5.h"
+#include "quant/q3_5_fold.h"
 
 #include <algorithm>
 #include <cmath>
@@ -444,8 +446,19 @@ void Model::place_weights(MmapMode mode, std::optional<uint64_t> avail) {
         for (WeightView* w : L.matrices())
             if (w->data) views.push_back(w);
     const auto pad = [](size_t n) { return (n + 63) & ~size_t{63}; };
+    // q3.5 matrices are folded on the way (quant/q3_5_fold.h) where the kernels run them on AMX:
+    // their copy takes 113/112 of the file's bytes.
+    const CpuKernels& k = cpu_kernels();
+    std::vector<char> fold(views.size(), 0);
+    std::vector<size_t> dst_bytes(views.size());
     size_t total = 0;
-    for (const WeightView* w : views) total += pad(w->nbytes());
+    for (size_t i = 0; i < views.size(); ++i) {
+        const WeightView* w = views[i];
+        fold[i] = w->type == static_cast<uint32_t>(GgmlType::Q3_5) && folds_q3_5(k, w->cols);
+        dst_bytes[i] = fold[i] ? *row_bytes(static_cast<uint32_t>(GgmlType::Q3_5F), w->cols) * static_cast<size_t>(w->rows)
+                               : w->nbytes();
+        total += pad(dst_bytes[i]);
+    }
     const bool thp = transparent_hugepages_usable();
     if (!should_copy_weights(mode, total, avail, local_process_count(), thp)) {
         if (mode == MmapMode::Auto && total > 0)
@@ -461,34 +474,74 @@ void Model::place_weights(MmapMode mode, std::optional<uint64_t> avail) {
         return;
     }
     if (!thp) PL_LOG_WARN("weights: transparent huge pages are off in this kernel; the copy uses 4 KiB pages");
-    // Each view's destination, then the copy in 1 MiB pieces over the threads (page faults of
-    // the file and the zeroing of fresh huge pages run in parallel).
+    // Each view's destination, then the copy in pieces of about 1 MiB over the threads (page
+    // faults of the file and the zeroing of fresh huge pages run in parallel); folded views go
+    // in whole rows.
     struct Piece {
+        size_t view;
         const uint8_t* src;
         uint8_t* dst;
-        size_t n;
+        size_t n;      // bytes, or rows of a folded view
     };
     std::vector<Piece> pieces;
+    std::vector<uint8_t*> dsts(views.size());
     size_t off = 0;
-    for (WeightView* w : views) {
+    for (size_t i = 0; i < views.size(); ++i) {
+        WeightView* w = views[i];
         uint8_t* dst = buf->data() + off;
-        for (size_t i = 0; i < w->nbytes(); i += size_t{1} << 20)
-            pieces.push_back({w->data + i, dst + i, std::min(size_t{1} << 20, w->nbytes() - i)});
-        w->data = dst;
-        off += pad(w->nbytes());
+        dsts[i] = dst;
+        if (fold[i]) {
+            const size_t per = std::max<size_t>(1, (size_t{1} << 20) / w->row_bytes);
+            for (size_t r = 0; r < static_cast<size_t>(w->rows); r += per)
+                pieces.push_back({i, w->row(static_cast<int64_t>(r)), dst + r * (dst_bytes[i] / static_cast<size_t>(w->rows)),
+                                  std::min(per, static_cast<size_t>(w->rows) - r)});
+        } else {
+            for (size_t j = 0; j < w->nbytes(); j += size_t{1} << 20)
+                pieces.push_back({i, w->data + j, dst + j, std::min(size_t{1} << 20, w->nbytes() - j)});
+        }
+        off += pad(dst_bytes[i]);
     }
     const auto t0 = std::chrono::steady_clock::now();
     const auto np = static_cast<int64_t>(pieces.size());
+    std::vector<std::atomic<bool>> unfoldable(views.size());
 #pragma omp parallel for schedule(dynamic, 16)
     for (int64_t i = 0; i < np; ++i) {
         const Piece& pc = pieces[static_cast<size_t>(i)];
-        std::memcpy(pc.dst, pc.src, pc.n);
+        if (!fold[pc.view]) {
+            std::memcpy(pc.dst, pc.src, pc.n);
+            continue;
+        }
+        const WeightView* w = views[pc.view];
+        const size_t out_rb = dst_bytes[pc.view] / static_cast<size_t>(w->rows);
+        for (size_t r = 0; r < pc.n; ++r)
+            if (!fold_row_q3_5(pc.src + r * w->row_bytes, pc.dst + r * out_rb, w->cols)) {
+                unfoldable[pc.view].store(true, std::memory_order_relaxed);
+                break;
+            }
+    }
+    int folded = 0;
+    for (size_t i = 0; i < views.size(); ++i) {
+        WeightView* w = views[i];
+        if (fold[i] && unfoldable[i].load()) {  // keep the file's layout (it fits: folded is larger)
+            PL_LOG_INFO("weights: '{}' has a q3.5 group whose scales cannot be folded; it stays in the file layout", w->name);
+            std::memcpy(dsts[i], w->data, w->nbytes());
+            fold[i] = 0;
+        }
+        if (fold[i]) {
+            w->type = static_cast<uint32_t>(GgmlType::Q3_5F);
+            w->row_bytes = dst_bytes[i] / static_cast<size_t>(w->rows);
+            ++folded;
+        }
+        w->data = dsts[i];
     }
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     arena_ = std::move(*buf);
     owned_.clear();  // tensor-parallel column slices now live in the arena
     PL_LOG_INFO("weights: {:.2f} GiB copied into huge-page memory in {:.2f} s (--mmap on uses the file mapping instead)",
                 static_cast<double>(total) / (1ull << 30), s);
+    if (folded > 0)
+        PL_LOG_INFO("weights: {} q3.5 matrices folded for the AMX kernels (quant/q3_5_fold.h; PARALLAMA_AMX=0 keeps the file layout)",
+                    folded);
 }
 
 uint64_t Model::weight_bytes() const {

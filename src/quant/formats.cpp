@@ -4,6 +4,7 @@
 
 #include "quant/q2_k.h"
 #include "quant/q3_5.h"
+#include "quant/q3_5_fold.h"
 #include "quant/q3_k.h"
 #include "quant/q4_0.h"
 #include "quant/q4_1.h"
@@ -45,6 +46,8 @@ constexpr TypeTraits kTraits[] = {
     {GgmlType::Q8_K, "q8_k", BlockQ8_K::kElems, sizeof(BlockQ8_K), dequantize_row_q8_k_ref, nullptr},
     {GgmlType::Q3_5, "q3.5", BlockQ3_5::kElems, sizeof(BlockQ3_5), dequantize_row_q3_5_ref, quantize_row_q3_5,
      /*rotated_input=*/true, /*custom=*/true},
+    {GgmlType::Q3_5F, "q3.5-folded", kQ3_5Group, kQ3_5FoldGroupBytes, dequantize_row_q3_5f, nullptr,
+     /*rotated_input=*/true, /*custom=*/true, /*internal=*/true},
     {GgmlType::I8, "i8", 1, 1, nullptr, nullptr},
     {GgmlType::I16, "i16", 1, 2, nullptr, nullptr},
     {GgmlType::I32, "i32", 1, 4, nullptr, nullptr},
@@ -75,7 +78,7 @@ const TypeTraits* type_traits(uint32_t type_id) {
 
 const TypeTraits* type_traits_by_name(std::string_view name) {
     for (const auto& t : kTraits)
-        if (iequals(t.name, name)) return &t;
+        if (!t.internal && iequals(t.name, name)) return &t;
     return nullptr;
 }
 

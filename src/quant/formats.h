@@ -22,6 +22,9 @@ enum class GgmlType : uint32_t {
     // parallama's own formats, far above GGML's range so no GGML id will collide; files that use
     // them name them in metadata (parallama.type.<id> = name, see docs/formats.md).
     Q3_5 = 200,
+    // In memory only, never in a file (GGUF readers refuse it): q3.5 rows in the folded layout
+    // Model::load repacks them into where AMX is used (quant/q3_5_fold.h).
+    Q3_5F = 1200,
 };
 
 // out[0..n) = dequantized values of n elements starting at `src` (n a multiple of block_elems).
@@ -41,12 +44,14 @@ struct TypeTraits {
     bool rotated_input = false;
     // True for parallama's own formats (not readable by GGML tools).
     bool custom = false;
+    // True for in-memory layouts that no file may hold (readers refuse them, writers never see them).
+    bool internal = false;
 };
 
 // Traits of a type id read from a file, or nullptr for an id we do not know at all.
 const TypeTraits* type_traits(uint32_t type_id);
 inline const TypeTraits* type_traits(GgmlType t) { return type_traits(static_cast<uint32_t>(t)); }
-// Lookup by name ("q4_0", "Q4_0", "f16"), case-insensitive.
+// Lookup by name ("q4_0", "Q4_0", "f16"), case-insensitive; internal layouts are not found.
 const TypeTraits* type_traits_by_name(std::string_view name);
 // "q4_0", or "type#99" for unknown ids.
 std::string_view type_name(uint32_t type_id);

@@ -8,6 +8,7 @@
 #include "kernels/cpu/ops.h"
 #include "quant/formats.h"
 #include "quant/q3_5.h"
+#include "quant/q3_5_fold.h"
 
 #include <algorithm>
 #include <cmath>
@@ -370,13 +371,29 @@ TEST(Kernels, GemmRowsQ3_5MatchesReferenceDots) {
     }
 }
 
-// The AMX tile kernel for q3.5 (installed on avx512 when the CPU has amx-int8 and Linux grants the
-// tile state) is BIT-IDENTICAL to the decode GEMV dot_q3_5 for every (weight row, activation row),
-// and within rounding of the scalar reference: random, zero, spiky and random-byte weights (every
-// scale code, 255 included), gaussian, zero, huge and tiny activations, weight-row counts around
-// the 16-row tile, activation-row counts around the 16-row tile, and a sub-range of activation
-// rows starting off the tile grid (as the threading strategies cut them).
-// The avx512 table plus the AMX kernels (whatever PARALLAMA_AMX says); amx false when unavailable.
+// q3.5 folded (quant/q3_5_fold.h): rows of random, zero, spiky and random-byte q3.5 weights
+// (random bytes: every scale code; codes that break the fold's constraint are raised to E_g - 3,
+// as quantize never needs to) are folded, then
+//   - the fold keeps every weight (dequantize_row_q3_5f == dequantize_row_q3_5_ref, bit for bit),
+//   - the AVX-512 GEMV (one and two rows) equals dot_q3_5f_ref bit for bit,
+//   - the AMX block GEMM equals it for every (row, activation row): weight-row counts and
+//     activation-row counts around the 16-row tiles, sub-ranges from a 16-token block on,
+//   - and the folded numbers are the q3.5 ones up to float rounding.
+// Groups per row: 1, 2, 16 (one super-group), 17 (a one-group tail super-group) and 43 (LLaMA's
+// 11008).
+std::vector<uint8_t> foldable_q3_5(int64_t n, int pattern, std::mt19937& rng) {
+    auto w = make_weights(GgmlType::Q3_5, n, pattern, rng);
+    for (int64_t g = 0; g < n / 256; ++g) {
+        uint8_t* k = w.data() + g * 112 + 96;
+        int kmax = 0;
+        for (int L = 0; L < 16; ++L) kmax = std::max<int>(kmax, k[L]);
+        const int eg = std::max(kmax >> 4, 1);
+        for (int L = 0; L < 16; ++L)
+            if (k[L] != 0 && std::max(k[L] >> 4, 1) < eg - 3) k[L] = static_cast<uint8_t>((eg - 3) << 4 | (k[L] & 15));
+    }
+    return w;
+}
+
 pl::CpuKernels amx_kernels() {
     auto k = pl::kernels_for(pl::supported_isas().back());
     if (!k.amx) pl::install_amx(k);
@@ -385,47 +402,85 @@ pl::CpuKernels amx_kernels() {
 
 bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 
-TEST(Kernels, GemmRowsQ3_5TilesBitIdenticalToDecode) {
+TEST(Kernels, Q3_5FoldRejectsWhatItCannotKeep) {
+    std::mt19937 rng(31);
+    auto w = make_weights(GgmlType::Q3_5, 512, 0, rng);
+    std::vector<uint8_t> f(*pl::row_bytes(static_cast<uint32_t>(GgmlType::Q3_5F), 512));
+    ASSERT_TRUE(pl::fold_row_q3_5(w.data(), f.data(), 512));
+    w[112 + 96 + 3] = 0x10;  // E = 1 next to larger codes in group 1
+    w[112 + 96 + 4] = 0x7F;  // E = 7
+    EXPECT_FALSE(pl::fold_row_q3_5(w.data(), f.data(), 512));
+    uint8_t mult[16];
+    int eg = 0;
+    const uint8_t codes[16] = {0x4F, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};  // E 4 and E 1: mult 31 << 3, 16
+    ASSERT_TRUE(pl::q3_5_fold_scales(codes, mult, eg));
+    EXPECT_EQ(eg, 4);
+    EXPECT_EQ(mult[0], 31 << 3);
+    EXPECT_EQ(mult[1], 16);
+    EXPECT_EQ(mult[2], 0);
+    EXPECT_EQ(pl::type_traits_by_name("q3.5-folded"), nullptr);  // never a file's or a user's type
+}
+
+TEST(Kernels, Q3_5FoldedKernelsBitIdentical) {
     const auto k = amx_kernels();
-    if (!k.gemm_rows_q3_5_tiles)
-        GTEST_SKIP() << "no AMX q3.5 kernel here (needs avx512, amx-int8 and Linux's grant of the tile state)";
     const auto ref = pl::kernels_for(pl::Isa::Scalar);
+    const uint32_t tf = static_cast<uint32_t>(GgmlType::Q3_5F);
     std::mt19937 rng(23);
-    const uint32_t t = pl::kQ3_5TypeId;
-    int64_t checked = 0;
-    for (int64_t n : {256, 512, 4096}) {
-        const size_t rb = *pl::row_bytes(t, n);
-        std::vector<uint8_t> w;
+    int64_t checked = 0, checked_amx = 0;
+    for (int64_t n : {256, 512, 4096, 4352, 11008}) {
+        const size_t rb = *pl::row_bytes(pl::kQ3_5TypeId, n), fb = *pl::row_bytes(tf, n);
+        ASSERT_EQ(fb, static_cast<size_t>(n / 256 * 113));
         const int64_t max_rows = 40;
+        std::vector<uint8_t> w, f(fb * max_rows);
         for (int64_t r = 0; r < max_rows; ++r) {
             const int pattern = r % 4 == 0 ? 5 : r % 7 == 3 ? 1 : r % 5 == 2 ? 2 : 0;
-            auto wr = make_weights(GgmlType::Q3_5, n, pattern, rng);
+            auto wr = foldable_q3_5(n, pattern, rng);
+            ASSERT_TRUE(pl::fold_row_q3_5(wr.data(), f.data() + r * fb, n)) << "n=" << n << " r=" << r;
+            std::vector<float> d0(n), d1(n);
+            pl::dequantize_row_q3_5_ref(wr.data(), d0.data(), n);
+            pl::dequantize_row_q3_5f(f.data() + r * fb, d1.data(), n);
+            ASSERT_EQ(std::memcmp(d0.data(), d1.data(), n * sizeof(float)), 0) << "n=" << n << " r=" << r;
             w.insert(w.end(), wr.begin(), wr.end());
         }
         const int64_t max_m = 64;
         Acts a(n * max_m);
         for (int64_t i = 0; i < max_m; ++i) {
             auto x = make_input(n, i % 3 == 1 ? 0 : static_cast<int>(i % 5), rng);
-            if (i % 7 == 6)  // d * 2^108 overflows to inf: inf and NaN outputs must match bit for bit too
-                for (float& v : x) v *= 1e30f;
+            if (i % 7 == 6)
+                for (float& v : x) v *= 1e30f;  // huge activation scales
             ref.quantize_acts_q3_5(x.data(), n, a.qs.data() + i * n, a.d.data() + i * n / 32, a.sum.data() + i * n / 32);
         }
-        std::vector<float> want(max_m * max_rows);  // the decode GEMV's results
+        std::vector<float> want(max_m * max_rows);
         for (int64_t i = 0; i < max_m; ++i)
-            for (int64_t r = 0; r < max_rows; ++r)
-                want[i * max_rows + r] = k.dot_q3_5(w.data() + r * rb, a.qs.data() + i * n, a.d.data() + i * n / 32,
-                                                    a.sum.data() + i * n / 32, n);
+            for (int64_t r = 0; r < max_rows; ++r) {
+                const int8_t* q = a.qs.data() + i * n;
+                const float* d = a.d.data() + i * n / 32;
+                const float sr = pl::dot_q3_5f_ref(f.data() + r * fb, q, d, nullptr, n);
+                want[i * max_rows + r] = sr;
+                const float got = k.dot_for(tf)(f.data() + r * fb, q, d, nullptr, n);
+                EXPECT_TRUE(same_bits(got, sr)) << "gemv n=" << n << " r=" << r << " i=" << i << " " << got << " vs " << sr;
+                if (r % 2 == 1 && k.dot2_for(tf)) {
+                    float y2[2];
+                    k.dot2_for(tf)(f.data() + (r - 1) * fb, f.data() + r * fb, q, d, nullptr, n, y2);
+                    EXPECT_TRUE(same_bits(y2[0], want[i * max_rows + r - 1]) && same_bits(y2[1], sr)) << "dot2 n=" << n << " r=" << r;
+                }
+                if (i % 7 != 6 && (i + r) % 5 == 0) {  // the q3.5 numerics, up to float rounding
+                    const float q35 = ref.dot_q3_5(w.data() + r * rb, q, a.d.data() + i * n / 32, a.sum.data() + i * n / 32, n);
+                    EXPECT_NEAR(sr, q35, 1e-5 * (std::fabs(q35) + 1e-30) + 1e-6 * n / 256 * std::fabs(d[0]) * 127 * 127)
+                        << "n=" << n << " r=" << r << " i=" << i;
+                }
+                ++checked;
+            }
+        if (!k.gemm_rows_q3_5f) continue;
         for (int64_t m : {2, 5, 16, 17, 33, 64}) {
-            const int64_t ldp = m + pl::kQ3_5TilePad;
-            std::vector<int32_t> packed(n / 4 * ldp, 7);
-            k.pack_acts_q3_5_tiles(a.qs.data(), n, m, packed.data(), ldp);
+            std::vector<uint8_t> packed(pl::q3_5f_packed_bytes(n, m), 7);
+            k.pack_acts_q3_5f(a.qs.data(), n, m, packed.data());
             for (int64_t nrows : {1, 15, 16, 17, 40}) {
-                // The whole range, then rows [t0, m) from the packed buffer's column t0.
-                for (int64_t t0 : {int64_t{0}, std::min<int64_t>(3, m - 1)}) {
+                for (int64_t t0 : {int64_t{0}, m > 16 ? int64_t{16} : int64_t{0}}) {
                     const int64_t ldy = nrows + 2;
                     std::vector<float> y(m * ldy, -12345.0f);
-                    k.gemm_rows_q3_5_tiles(w.data(), rb, nrows, n, packed.data() + t0, ldp, a.d.data() + t0 * n / 32, m - t0,
-                                           y.data() + t0 * ldy, ldy);
+                    k.gemm_rows_q3_5f(f.data(), fb, nrows, n, packed.data() + pl::q3_5f_packed_bytes(n, t0), a.d.data() + t0 * n / 32,
+                                      m - t0, y.data() + t0 * ldy, ldy);
                     for (int64_t i = 0; i < m; ++i) {
                         for (int64_t r = 0; r < nrows; ++r) {
                             const float got = y[i * ldy + r];
@@ -433,17 +488,10 @@ TEST(Kernels, GemmRowsQ3_5TilesBitIdenticalToDecode) {
                                 EXPECT_EQ(got, -12345.0f) << "row before t0 written";
                                 continue;
                             }
-                            const float g = want[i * max_rows + r];
-                            EXPECT_TRUE(same_bits(got, g)) << "n=" << n << " rows=" << nrows << " m=" << m << " t0=" << t0
-                                                           << " r=" << r << " i=" << i << " amx=" << got << " gemv=" << g;
-                            // The scalar reference on a sample (it is slow), not on the rows whose
-                            // d * 2^108 overflows (the SIMD kernels fold 2^108 into d, the reference not).
-                            if ((i == t0 || r == nrows - 1) && i % 7 != 6) {
-                                const float sr = ref.dot_q3_5(w.data() + r * rb, a.qs.data() + i * n, a.d.data() + i * n / 32,
-                                                              a.sum.data() + i * n / 32, n);
-                                EXPECT_NEAR(got, sr, 1e-5 * (std::fabs(sr) + 1) * n / 32) << "n=" << n << " r=" << r << " i=" << i;
-                            }
-                            ++checked;
+                            EXPECT_TRUE(same_bits(got, want[i * max_rows + r])) << "amx n=" << n << " rows=" << nrows << " m=" << m
+                                                                                << " t0=" << t0 << " r=" << r << " i=" << i << " amx="
+                                                                                << got << " ref=" << want[i * max_rows + r];
+                            ++checked_amx;
                         }
                         EXPECT_EQ(y[i * ldy + nrows], -12345.0f);
                         EXPECT_EQ(y[i * ldy + nrows + 1], -12345.0f);
@@ -453,35 +501,34 @@ TEST(Kernels, GemmRowsQ3_5TilesBitIdenticalToDecode) {
         }
     }
     EXPECT_GT(checked, 10000);
+    if (!k.gemm_rows_q3_5f) GTEST_SKIP() << "no AMX here (needs avx512, amx-int8 and Linux's grant of the tile state): GEMV checked only";
+    EXPECT_GT(checked_amx, 50000);
 }
 
-// matmul_q8a with the AMX kernel installed gives the decode GEMV's bits under every threading
-// strategy (rows cut into 16-row blocks, activation rows into pieces below and above the tile
-// path's minimum), and q3.5 rows with a tail group (n = 576) take the AVX-512 block GEMM, which
-// gives the same bits too.
-TEST(Kernels, MatmulQ3_5WithTilesEqualsDecodeBits) {
+// matmul_q8a on folded rows gives the decode GEMV's bits for batches under every threading
+// strategy (16-row blocks, 16-token pieces), and each strategy's decode agrees with it (Nested
+// cuts a decode row into two partial sums on a 4096-column super-group boundary).
+TEST(Kernels, MatmulQ3_5FoldedEqualsDecodeBits) {
     const auto k = amx_kernels();
-    if (!k.gemm_rows_q3_5_tiles)
-        GTEST_SKIP() << "no AMX q3.5 kernel here (needs avx512, amx-int8 and Linux's grant of the tile state)";
     const auto ref = pl::kernels_for(pl::Isa::Scalar);
     std::mt19937 rng(29);
-    const uint32_t t = pl::kQ3_5TypeId;
-    for (int64_t n : {576, 1024}) {
+    const uint32_t tf = static_cast<uint32_t>(GgmlType::Q3_5F);
+    for (int64_t n : {1024, 8192}) {
         const int64_t rows = 53;
-        const size_t rb = *pl::row_bytes(t, n);
-        std::vector<uint8_t> w;
+        const size_t fb = *pl::row_bytes(tf, n);
+        std::vector<uint8_t> f(fb * rows);
         for (int64_t r = 0; r < rows; ++r) {
-            auto wr = make_weights(GgmlType::Q3_5, n, r % 3 == 0 ? 5 : 0, rng);
-            w.insert(w.end(), wr.begin(), wr.end());
+            auto wr = foldable_q3_5(n, r % 3 == 0 ? 5 : 0, rng);
+            ASSERT_TRUE(pl::fold_row_q3_5(wr.data(), f.data() + r * fb, n));
         }
         pl::WeightView W;
         W.name = "test";
-        W.type = t;
+        W.type = tf;
         W.rows = rows;
         W.cols = n;
-        W.row_bytes = rb;
-        W.data = w.data();
-        for (int64_t m : {3, 5, 16, 37}) {
+        W.row_bytes = fb;
+        W.data = f.data();
+        for (int64_t m : {1, 3, 16, 37}) {
             pl::Q8Acts a;
             a.resize(n, m);
             auto x = make_input(n * m, 0, rng);
@@ -492,9 +539,12 @@ TEST(Kernels, MatmulQ3_5WithTilesEqualsDecodeBits) {
                 pl::matmul_q8a(W, a, y.data(), k, th);
                 for (int64_t i = 0; i < m; ++i)
                     for (int64_t r = 0; r < rows; ++r) {
-                        const float g = k.dot_q3_5(W.row(r), a.row_qs(i), a.row_d(i), a.row_sum(i), n);
-                        EXPECT_TRUE(same_bits(y[i * rows + r], g)) << pl::threading_name(th) << " n=" << n << " m=" << m
-                                                                   << " r=" << r << " i=" << i;
+                        const float g = pl::dot_q3_5f_ref(W.row(r), a.row_qs(i), a.row_d(i), nullptr, n);
+                        if (m == 1 && th == pl::Threading::Nested)
+                            EXPECT_NEAR(y[i * rows + r], g, 1e-5 * (std::fabs(g) + 1)) << "nested decode n=" << n << " r=" << r;
+                        else
+                            EXPECT_TRUE(same_bits(y[i * rows + r], g)) << pl::threading_name(th) << " n=" << n << " m=" << m
+                                                                       << " r=" << r << " i=" << i;
                     }
             }
         }

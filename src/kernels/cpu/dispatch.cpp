@@ -22,7 +22,8 @@ const char* isa_name(Isa isa) {
 }
 
 QuantizeActsFn CpuKernels::quantize_acts_for(uint32_t type) const {
-    return static_cast<GgmlType>(type) == GgmlType::Q3_5 ? quantize_acts_q3_5 : quantize_acts;
+    const auto t = static_cast<GgmlType>(type);
+    return t == GgmlType::Q3_5 || t == GgmlType::Q3_5F ? quantize_acts_q3_5 : quantize_acts;
 }
 
 DotQ8AFn CpuKernels::dot_for(uint32_t type) const {
@@ -31,12 +32,17 @@ DotQ8AFn CpuKernels::dot_for(uint32_t type) const {
         case GgmlType::Q4_0: return dot_q4_0;
         case GgmlType::Q4_1: return dot_q4_1;
         case GgmlType::Q3_5: return dot_q3_5;
+        case GgmlType::Q3_5F: return dot_q3_5f;
         default: return nullptr;
     }
 }
 
 Dot2Q8AFn CpuKernels::dot2_for(uint32_t type) const {
-    return static_cast<GgmlType>(type) == GgmlType::Q3_5 ? dot2_q3_5 : nullptr;
+    switch (static_cast<GgmlType>(type)) {
+        case GgmlType::Q3_5: return dot2_q3_5;
+        case GgmlType::Q3_5F: return dot2_q3_5f;
+        default: return nullptr;
+    }
 }
 
 GemmQ8AFn CpuKernels::gemm_for(uint32_t type) const {
@@ -50,12 +56,11 @@ GemmQ8AFn CpuKernels::gemm_for(uint32_t type) const {
 }
 
 namespace {
-// PARALLAMA_AMX=1 asks for the AMX tile kernel (install_amx then still needs the CPU and the OS's
-// grant). Opt-in: on the Xeon it was written on it measured 0.55-0.75x the AVX-512 block GEMM
-// (docs/benchmarks.md), so avx512 alone stays the default.
+// PARALLAMA_AMX=0 keeps AMX off (install_amx otherwise still needs the CPU and the OS's grant):
+// without it q3.5 matrices stay in their file layout and numerics.
 bool amx_wanted() {
     const char* env = std::getenv("PARALLAMA_AMX");
-    return env && std::string(env) == "1";
+    return !(env && std::string(env) == "0");
 }
 }  // namespace
 
@@ -71,12 +76,13 @@ CpuKernels kernels_for(Isa isa) {
     CpuKernels k;
     install_scalar(k);
     if (isa >= Isa::Avx2) install_avx2(k);
+    k.isa = isa;
     if (isa >= Isa::Avx512) {
         install_avx512(k);
         install_avx512_quant(k);
+        install_avx512_q3_5f(k);
         if (amx_wanted()) install_amx(k);
     }
-    k.isa = isa;
     return k;
 }
 
@@ -102,10 +108,9 @@ const CpuKernels& cpu_kernels() {
                     cpu_features().to_string());
         CpuKernels k = kernels_for(pick);
         if (k.amx)
-            PL_LOG_INFO("cpu: amx-int8 tiles for the q3.5 block GEMM (PARALLAMA_AMX=1)");
-        else if (amx_wanted())
-            PL_LOG_WARN("PARALLAMA_AMX=1 but {} (needs avx512, amx-int8 and Linux's grant of the tile state); using {} only",
-                        pick < Isa::Avx512 ? "the avx512 level is not selected" : "AMX is unavailable", isa_name(pick));
+            PL_LOG_INFO("cpu: amx-int8 tiles for the q3.5 block GEMM (q3.5 matrices folded at load; PARALLAMA_AMX=0 turns it off)");
+        else if (pick == Isa::Avx512 && amx_wanted() && cpu_features().amx_int8)
+            PL_LOG_WARN("cpu: this CPU has amx-int8 but Linux did not grant the tile state; q3.5 stays on avx512");
         return k;
     }();
     return table;

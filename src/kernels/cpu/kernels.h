@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // The CPU kernel table: integer dot products of quantized weight rows with int8-quantized
 // activations, one implementation per ISA level (scalar reference, AVX2, AVX-512), chosen once at
-// start from cpuid (PARALLAMA_ISA=scalar|avx2|avx512 forces one) and logged. On avx512,
-// PARALLAMA_AMX=1 hands the q3.5 block GEMM to AMX tiles where the CPU has them.
+// start from cpuid (PARALLAMA_ISA=scalar|avx2|avx512 forces one) and logged. On avx512 with
+// AMX-INT8 (PARALLAMA_AMX=0 turns it off), q3.5 matrices are folded at load (quant/q3_5_fold.h)
+// and their block GEMM runs on AMX tiles.
 //
 // Activations ("Q8A", our internal format, never stored in files): blocks of 32 values, each with
 // a float scale d = amax/127 and the int32 sum of its quants; quants are nearbyint(x / d)
@@ -68,18 +69,20 @@ using GemmQ8AFn = void (*)(const void* w, int64_t n, const int8_t* qs, const flo
 using GemmRowsQ3_5Fn = void (*)(const uint8_t* w, size_t row_bytes, int64_t nrows, int64_t n, const uint8_t* au8,
                                 const float* d, int64_t m, float* y, int64_t ldy);
 
-// The same product on AMX tiles (kernels/cpu/x86/amx/): the activations come packed ONCE per
-// call by PackActsQ3_5TilesFn into AMX's B-tile (VNNI) layout, as int32 words of 4 signed quants:
-//   packed[((g * 16 + L) * 4 + s) * ldp + t] = quants of activation row t at 256g + 64s + 4L + 0..3
-// (group g < n/256, sub-block L, step s; the 4 steps of a word column are the 16 elements of
-// sub-block L), ldp >= m + 15 words per line with the words of rows t >= m zero, so 16-row token
-// tiles may start at any t. Needs n % 256 == 0 (no tail group). The tile kernel takes `packed`
-// and `d` already offset to its first activation row t0 (packed + t0 words, d + t0 * n/32); its
-// results are bit-identical to dot_q3_5 for every (row, activation row).
-inline constexpr int64_t kQ3_5TilePad = 16;  // ldp = m + kQ3_5TilePad
-using PackActsQ3_5TilesFn = void (*)(const int8_t* qs, int64_t n, int64_t m, int32_t* packed, int64_t ldp);
-using GemmRowsQ3_5TilesFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t nrows, int64_t n, const int32_t* packed,
-                                     int64_t ldp, const float* d, int64_t m, float* y, int64_t ldy);
+// q3.5 rows in the folded layout (quant/q3_5_fold.h, an in-memory layout of q3.5) on AMX tiles
+// (kernels/cpu/x86/amx/): the activations come packed ONCE per call by PackActsQ3_5fFn into
+// 1 KiB B tiles, q3_5f_packed_bytes(n, m) bytes:
+//   packed[(((tb * G + g) * 4 + s) * 16 + k4) * 64 + 4 t + j] = quant of activation row
+//   16 tb + t at 256 g + 64 s + 4 k4 + j   (G = n / 256; 0 for rows t >= m),
+// token block by token block, so rows from 16 tb0 on start at q3_5f_packed_bytes(n, 16 tb0).
+// For weight rows r < nrows (row r at w + r * row_bytes) and activation rows t < m,
+// y[t * ldy + r] is BIT-IDENTICAL to dot_q3_5f (every ISA's; the numerics of quant/q3_5_fold.h).
+using PackActsQ3_5fFn = void (*)(const int8_t* qs, int64_t n, int64_t m, uint8_t* packed);
+using GemmRowsQ3_5fFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t nrows, int64_t n, const uint8_t* packed,
+                                 const float* d, int64_t m, float* y, int64_t ldy);
+inline size_t q3_5f_packed_bytes(int64_t n, int64_t m) {
+    return static_cast<size_t>(n / 256) * static_cast<size_t>((m + 15) / 16) * 4096;
+}
 
 // Attention over one KV head of a paged cache (Session's KV layout). Position t of the head lies
 // in block blocks[t / kAttnBlock], which starts at base + blocks[t / kAttnBlock] * block_stride
@@ -122,14 +125,16 @@ struct CpuKernels {
     GemmQ8AFn gemm_q3_5 = nullptr;
     GemmRowsQ3_5Fn gemm_rows_q3_5 = nullptr;  // optional (AVX-512); matmul_q8a prefers it for m > 1
     static constexpr int kGemmRowsQ3_5 = 4;    // weight rows per call that the kernel handles at once
-    // Optional (AMX, installed on top of avx512 with PARALLAMA_AMX=1 when the CPU and OS allow it;
-    // opt-in because it measured slower than the AVX-512 block GEMM): matmul_q8a prefers it for q3.5 rows without a tail group and at least kQ3_5TilesMinActs
-    // activation rows, and then keeps blocks of kGemmRowsQ3_5Tiles weight rows whole.
-    PackActsQ3_5TilesFn pack_acts_q3_5_tiles = nullptr;
-    GemmRowsQ3_5TilesFn gemm_rows_q3_5_tiles = nullptr;
-    static constexpr int kGemmRowsQ3_5Tiles = 16;
-    static constexpr int kQ3_5TilesMinActs = 4;
-    bool amx = false;  // the tile kernels above are installed (for logs and reports)
+    // q3.5 folded rows (quant/q3_5_fold.h): the decode kernels (every ISA: the scalar reference,
+    // or AVX-512), and the AMX block GEMM (installed on top of avx512 when the CPU and OS allow it,
+    // unless PARALLAMA_AMX=0). Model::load folds q3.5 matrices only when gemm_rows_q3_5f exists,
+    // and matmul_q8a then keeps blocks of kGemmRowsQ3_5f weight rows whole.
+    DotQ8AFn dot_q3_5f = nullptr;
+    Dot2Q8AFn dot2_q3_5f = nullptr;
+    PackActsQ3_5fFn pack_acts_q3_5f = nullptr;
+    GemmRowsQ3_5fFn gemm_rows_q3_5f = nullptr;
+    static constexpr int kGemmRowsQ3_5f = 16;
+    bool amx = false;  // the AMX kernels above are installed (for logs and reports)
 
     // Attention over an f32 or an f16 (Session with KvType::F16) KV cache, layout above.
     AttnScoresFn<float> attn_scores_f32 = nullptr;
@@ -148,6 +153,12 @@ struct CpuKernels {
     GemmQ8AFn gemm_for(uint32_t type) const;
 };
 
+// True when q3.5 matrices of `cols` columns run folded (quant/q3_5_fold.h) with these kernels:
+// Model::load then repacks them, and the bench suites do the same.
+inline bool folds_q3_5(const CpuKernels& k, int64_t cols) {
+    return k.gemm_rows_q3_5f && k.dot_q3_5f && cols > 0 && cols % 256 == 0;
+}
+
 // The levels this CPU can run, lowest first (always includes Scalar).
 std::vector<Isa> supported_isas();
 // The table for one level (which must be supported).
@@ -164,8 +175,9 @@ void install_avx512_quant(CpuKernels& k);  // kernels/cpu/x86/avx512/quant_q3_5_
 void rotate_q3_5_avx512(float* x, int64_t n);  // CpuKernels::rotate_q3_5 of install_avx512
 // AMX on top of an avx512 table (kernels/cpu/x86/amx/): asks Linux once per process for the tile
 // state (arch_prctl ARCH_REQ_XCOMP_PERM) and installs nothing, returning false, when the table is
-// below avx512, the CPU lacks amx-tile/amx-int8 or Linux refuses. kernels_for(Avx512) calls it when
-// PARALLAMA_AMX=1; tests call it directly.
+// below avx512, the CPU lacks amx-tile/amx-int8 or Linux refuses. kernels_for(Avx512) calls it
+// unless PARALLAMA_AMX=0; tests call it directly.
 bool install_amx(CpuKernels& k);
+void install_avx512_q3_5f(CpuKernels& k);  // kernels/cpu/x86/avx512/dot_q3_5f_avx512.cpp
 
 }  // namespace pl

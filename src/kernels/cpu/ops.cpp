@@ -6,6 +6,7 @@
 #include "kernels/cpu/kernels.h"
 #include "quant/formats.h"
 #include "quant/q3_5.h"
+#include "quant/q3_5_fold.h"
 
 #include <algorithm>
 #include <array>
@@ -129,6 +130,7 @@ std::optional<Threading> parse_threading(std::string_view name) {
 
 namespace {
 std::atomic<Threading> g_threading{Threading::Tasks};
+constexpr int64_t kTileTokens = 16;  // tokens per B tile of the AMX GEMM
 
 int64_t l2_bytes() {
     static const int64_t v = [] {
@@ -147,9 +149,8 @@ struct Product {
     const CpuKernels& k;
     DotQ8AFn dot;
     GemmQ8AFn gemm = nullptr;
-    const uint8_t* au8 = nullptr;  // offset-binary activations for the q3.5 block GEMM, or null
-    const int32_t* packed = nullptr;  // tile-packed activations for the AMX q3.5 GEMM, or null
-    int64_t ldp = 0;                  // words per line of `packed`
+    const uint8_t* au8 = nullptr;     // offset-binary activations for the q3.5 block GEMM, or null
+    const uint8_t* packed = nullptr;  // B tiles for the AMX q3.5-folded GEMM (kernels.h), or null
     Dot2Q8AFn dot2 = nullptr;         // two-row decode kernel, or null
     // Y[t * ldy + r] for the item; with a column cut only one activation row (t1 = t0 + 1).
     void run(int64_t r0, int64_t r1, int64_t k0, int64_t k1, int64_t t0, int64_t t1, float* Y, int64_t ldy) const {
@@ -163,9 +164,10 @@ struct Product {
                                       a.sum.data() + t0 * nb + k0 / kQ8ABlock, kn);
             return;
         }
-        if (packed && m >= CpuKernels::kQ3_5TilesMinActs) {
-            k.gemm_rows_q3_5_tiles(W.row(r0), W.row_bytes, r1 - r0, n, packed + t0, ldp, a.d.data() + t0 * nb, m,
-                                   Y + t0 * ldy + r0, ldy);
+        if (packed && t0 % kTileTokens == 0) {
+            // The B tiles of token blocks t0 / 16 onwards (packed token-block-major).
+            k.gemm_rows_q3_5f(W.row(r0), W.row_bytes, r1 - r0, n, packed + q3_5f_packed_bytes(n, t0), a.d.data() + t0 * nb, m,
+                              Y + t0 * ldy + r0, ldy);
             return;
         }
         if (au8) {
@@ -232,14 +234,11 @@ void prepare_product(Product& P, const WeightView& W, const Q8Acts& a, const Cpu
         for (size_t i = 0; i < au8.size(); ++i) au8[i] = static_cast<uint8_t>(a.qs[i] ^ 0x80);
         P.au8 = au8.data();
     }
-    thread_local std::vector<int32_t> packed;
-    if (m >= CpuKernels::kQ3_5TilesMinActs && W.type == static_cast<uint32_t>(GgmlType::Q3_5) && k.gemm_rows_q3_5_tiles &&
-        n % kQ3_5Group == 0) {
-        // Tile-packed activations once per call for the AMX block GEMM (au8 stays for the pieces
-        // that get fewer than kQ3_5TilesMinActs activation rows).
-        P.ldp = m + kQ3_5TilePad;
-        packed.resize(static_cast<size_t>(n / 4 * P.ldp));
-        k.pack_acts_q3_5_tiles(a.qs.data(), n, m, packed.data(), P.ldp);
+    thread_local std::vector<uint8_t> packed;
+    if (m > 1 && W.type == static_cast<uint32_t>(GgmlType::Q3_5F) && k.gemm_rows_q3_5f) {
+        // B tiles once per call for the AMX block GEMM of folded q3.5 rows.
+        packed.resize(q3_5f_packed_bytes(n, m));
+        k.pack_acts_q3_5f(a.qs.data(), n, m, packed.data());
         P.packed = packed.data();
     }
 }
@@ -285,7 +284,11 @@ void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels
     Product P{W, a, k, dot};
     prepare_product(P, W, a, k);
     // Row blocks stay whole for the block GEMMs.
-    const int64_t kR = P.packed ? CpuKernels::kGemmRowsQ3_5Tiles : CpuKernels::kGemmRowsQ3_5;
+    const int64_t kR = P.packed ? CpuKernels::kGemmRowsQ3_5f : CpuKernels::kGemmRowsQ3_5;
+    // Pieces of activation rows start on the AMX GEMM's 16-token blocks; folded rows cut into
+    // columns only on whole super-groups (quant/q3_5_fold.h).
+    const int64_t t_align = P.packed ? kTileTokens : 1;
+    const int64_t k_align = W.type == static_cast<uint32_t>(GgmlType::Q3_5F) ? int64_t{256} * kQ3_5FoldSuper : 256;
     const int64_t blocks = (rows + kR - 1) / kR;
     switch (threading) {
         case Threading::Rows: {
@@ -305,7 +308,7 @@ void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels
         }
         case Threading::Tiled: {
             const int64_t tile = std::max<int64_t>(kR, l2_bytes() / 2 / static_cast<int64_t>(W.row_bytes) / kR * kR);
-            const int64_t chunk = std::max<int64_t>(1, l2_bytes() / 4 / n);
+            const int64_t chunk = std::max(t_align, l2_bytes() / 4 / n / t_align * t_align);
             const int64_t tiles = (rows + tile - 1) / tile;
 #pragma omp parallel for schedule(dynamic, 1)
             for (int64_t i = 0; i < tiles; ++i)
@@ -327,7 +330,7 @@ void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels
                 const int ir = id / P2, i2 = id % P2;
                 auto [r0, r1] = split(0, rows, PR, ir, kR);
                 if (m == 1 && P2 > 1) {
-                    auto [k0, k1] = split(0, n, P2, i2, 256);
+                    auto [k0, k1] = split(0, n, P2, i2, k_align);
                     P.run(r0, r1, k0, k1, 0, 1, pp + static_cast<size_t>(i2) * rows, 0);
 #pragma omp barrier
 #pragma omp for schedule(static)
@@ -337,7 +340,7 @@ void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels
                         Y[r] = s;
                     }
                 } else {
-                    auto [t0, t1] = split(0, m, P2, i2, 1);
+                    auto [t0, t1] = split(0, m, P2, i2, t_align);
                     P.run(r0, r1, 0, n, t0, t1, Y, rows);
                 }
             }
@@ -366,8 +369,8 @@ void matmul_q8a_multi(std::span<const WeightView* const> Ws, const Q8Acts& a, st
     std::array<std::optional<Product>, 4> store;
     std::array<const Product*, 4> ps{};
     for (size_t i = 0; i < Ws.size(); ++i)
-        ps[i] = &store[i].emplace(Product{*Ws[i], a, k, dot, base.gemm, base.au8, base.packed, base.ldp, base.dot2});
-    run_task_pool(std::span(ps.data(), Ws.size()), Ys, base.packed ? CpuKernels::kGemmRowsQ3_5Tiles : CpuKernels::kGemmRowsQ3_5);
+        ps[i] = &store[i].emplace(Product{*Ws[i], a, k, dot, base.gemm, base.au8, base.packed, base.dot2});
+    run_task_pool(std::span(ps.data(), Ws.size()), Ys, base.packed ? CpuKernels::kGemmRowsQ3_5f : CpuKernels::kGemmRowsQ3_5);
 }
 
 void matvec_q8a(const WeightView& W, const Q8Acts& a, float* y, const CpuKernels& k) {

@@ -4,6 +4,7 @@
 
 #include "core/fp16.h"
 #include "quant/q3_5.h"
+#include "quant/q3_5_fold.h"
 #include "quant/q4_0.h"
 #include "quant/q4_1.h"
 #include "quant/q8_0.h"
@@ -131,6 +132,7 @@ void install_scalar(CpuKernels& k) {
     k.dot_q4_0 = dot_q4_0_q8a_ref;
     k.dot_q4_1 = dot_q4_1_q8a_ref;
     k.dot_q3_5 = dot_q3_5_q8a_ref;
+    k.dot_q3_5f = dot_q3_5f_ref;
     k.quantize_acts_q3_5 = quantize_acts_q3_5_ref;
     k.rotate_q3_5 = rotate_q3_5;
     k.quantize_row_q3_5 = quantize_row_q3_5_ref;

@@ -1,112 +1,42 @@
 // SPDX-License-Identifier: MIT
-// The q3.5 block GEMM on AMX-INT8 tiles (compiled with the AVX-512 flags plus -mamx-tile
-// -mamx-int8; installed by install_amx on top of the avx512 table).
+// The q3.5 block GEMM on AMX-INT8 tiles, folded layout (quant/q3_5_fold.h). Compiled with the
+// AVX-512 flags plus -mamx-tile -mamx-int8; installed by install_amx.
 //
-// Contract (kernels.h, GemmRowsQ3_5TilesFn): weight rows r < nrows of n elements (n % 256 == 0,
-// no tail group) times activation rows t < m packed by pack_acts_q3_5_tiles; y[t * ldy + r] is
-// BIT-IDENTICAL to dot_q3_5_avx512(row r, activation row t), so a batched product gives exactly the
-// decode GEMV's numbers. That holds because both compute, per (row, activation row):
-//   1. for every group g and sub-block L, the exact int32 dot of the 16 elements of sub-block L
-//      (vpdpbusd lane L over the four steps there; one TDPBSSD output element here; both exact,
-//      |sum| <= 16 * 127 * 127);
-//   2. acc_L = fma(ws_L * (d_g * 2^108), float(isum_L), acc_L) in group order, for each L;
-//   3. _mm512_reduce_add_ps over the 16 lanes acc_L (GCC's tree, written out below).
-// Only the layout differs: here a zmm holds 16 ACTIVATION rows of one (weight row, L), not the 16 L
-// of one (weight row, activation row); every element sees the same float operations on the same
-// operands in the same order.
+// Contract (kernels.h, GemmRowsQ3_5fFn): weight rows r < nrows (folded rows of n = 256 G) times
+// activation rows t < m packed by pack_acts_q3_5f; y[t * ldy + r] is BIT-IDENTICAL to
+// dot_q3_5f_ref(row r, activation row t), hence to the decode GEMV: per (row, token, group) the
+// exact S_g, then acc_j = fma(float(S_g), 2^(E_g - 26) * d_a(g), acc_j) with j = g mod 16, then
+// the lane tree. Here a zmm holds 16 TOKENS of one (row, lane j); every element sees the same
+// float operations in the same order.
 //
-// Tiles (K = 16 = one sub-block, so a C element is one sub-block's exact dot):
-//   A = 16 weight rows x 16 signed bytes: row r = sub-block L of weight row r in element order
-//       (dword L of each of the four decoded 64-byte steps); decoded once per 16-row block into
-//       `wd` for all groups;
-//   B = 4 x 16 words of the packed activations: word (s, t) = the 4 quants of activation row t
-//       at 64s + 4L (AMX's VNNI layout, kernels.h);
-//   C = 16 x 16 int32: C[r][t] = the exact sub-block dot.
-// Per (16 weight rows, 16 activation rows, L) the 16 accumulators (one per weight row, over t)
-// stay in registers for all groups; groups go in pairs, pair p + 1's TDPBSSDs issued before pair
-// p's float update (two sets of two C tiles).
-//
-// Status: opt-in (PARALLAMA_AMX=1). It measured 0.4-0.9x the AVX-512 block GEMM: K = 16 leaves a
-// TDPBSSD 256 useful sums for 16 tile-unit cycles, each C tile must go through memory to reach the
-// vector units, and the float update (the same as the AVX-512 kernel's) did not overlap the tile
-// work (docs/performance.md).
-//
-// Threading: a pure function of its row and activation-row ranges; tile configuration is loaded at
-// entry and released at exit (AMX state is per thread).
+// Tiles, per (16 weight rows, group g, 16 tokens) "job", K = 64 (one step of the group):
+//   A_hi, A_lo = 16 rows x 64 bytes of w' = +-MAG * mult = 256 * hi + lo (hi signed, lo unsigned;
+//                |w'| <= 127 * 248), decoded from the weights through per-(row, group) tables
+//                indexed by (sign, sub-block, mag);
+//   B          = 16 lines x 16 tokens x 4 quants (pack_acts_q3_5f);
+//   C_hi, C_lo = TDPBSSD(A_hi, B), TDPBUSD(A_lo, B) over the 4 steps; S = 256 C_hi + C_lo exactly.
+// Pipelining (measured in tools/research/amx_fold): a tile store followed by a vector load of the
+// same data waits for everything older to retire, so job j's C is stored after job j + 1's TDPs
+// are issued and its float update runs one job later still; the weight decode runs two groups
+// ahead (three A buffers), interleaved with the tile instructions.
 #include "kernels/cpu/kernels.h"
 
-#include "core/cpu_features.h"
 #include "quant/q3_5.h"
+#include "quant/q3_5_fold.h"
+
+#include "core/cpu_features.h"
 
 #include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <vector>
 
 namespace pl {
 namespace {
-
-constexpr int kRows = CpuKernels::kGemmRowsQ3_5Tiles;  // weight rows per A tile
-constexpr int kActs = 16;                              // activation rows per B/C tile
-constexpr int kSubs = kQ3_5Group / 16;                 // sub-blocks (= K tiles) per group
-
-// ldtilecfg's 64-byte operand (palette 1).
-struct alignas(64) TileConfig {
-    uint8_t palette = 1;
-    uint8_t start_row = 0;
-    uint8_t reserved[14] = {};
-    uint16_t colsb[16] = {};
-    uint8_t rows[16] = {};
-};
-static_assert(sizeof(TileConfig) == 64);
-
-// Tile registers (the _tile_* intrinsics want literal numbers): tmm0..3 = C (two sets of two),
-// tmm4/tmm5 = A, tmm6/tmm7 = B.
-void configure_tiles() {
-    TileConfig c;
-    for (int i = 0; i < 8; ++i) {
-        c.colsb[i] = i == 4 || i == 5 ? 16 : 4 * kActs;
-        c.rows[i] = i >= 6 ? 4 : kRows;
-    }
-    _tile_loadconfig(&c);
-}
-
-// C set `set` (tmm0/1 or tmm2/3) = A(a0) x B(b0), A(a1) x B(b1): two groups' exact sub-block dots.
-// Two spelled-out copies because GCC's _tile_* macros paste the tile number into the asm text:
-// it must be a literal (a template parameter does not assemble).
-inline void tiles_dot(int set, const uint8_t* a0, const uint8_t* b0, const uint8_t* a1, const uint8_t* b1, size_t ldb) {
-    if (set == 0) {
-        _tile_zero(0);
-        _tile_loadd(4, a0, 256);
-        _tile_loadd(6, b0, ldb);
-        _tile_dpbssd(0, 4, 6);
-        _tile_zero(1);
-        _tile_loadd(5, a1, 256);
-        _tile_loadd(7, b1, ldb);
-        _tile_dpbssd(1, 5, 7);
-    } else {
-        _tile_zero(2);
-        _tile_loadd(4, a0, 256);
-        _tile_loadd(6, b0, ldb);
-        _tile_dpbssd(2, 4, 6);
-        _tile_zero(3);
-        _tile_loadd(5, a1, 256);
-        _tile_loadd(7, b1, ldb);
-        _tile_dpbssd(3, 5, 7);
-    }
-}
-inline void tiles_store(int set, int32_t* c0, int32_t* c1) {
-    if (set == 0) {
-        _tile_stored(0, c0, 4 * kActs);
-        _tile_stored(1, c1, 4 * kActs);
-    } else {
-        _tile_stored(2, c0, 4 * kActs);
-        _tile_stored(3, c1, 4 * kActs);
-    }
-}
 
 // Linux keeps AMX tile data off until a process asks (arch_prctl ARCH_REQ_XCOMP_PERM for
 // XFEATURE_XTILEDATA); the grant is per process, so once is enough.
@@ -119,155 +49,229 @@ bool amx_permitted() {
     return ok;
 }
 
-inline __m512i q3_5_mag_lut() {
-    const uint32_t m = static_cast<uint8_t>(kQ3_5Mag[0]) | static_cast<uint32_t>(kQ3_5Mag[1]) << 8 |
-                       static_cast<uint32_t>(kQ3_5Mag[2]) << 16 | static_cast<uint32_t>(kQ3_5Mag[3]) << 24;
-    return _mm512_set1_epi32(static_cast<int>(m));
-}
+constexpr int kRows = CpuKernels::kGemmRowsQ3_5f;  // weight rows per block (A tile rows)
+constexpr int kToks = 16;                          // tokens per B/C tile
+constexpr int kGB = kQ3_5GroupBytes;
+constexpr int kLanes = kQ3_5FoldSuper;
 
-// The 256-byte A-tile rows of one group of one weight row: chunk 4j + q (16 bytes) = sub-block
-// L = 4q + j, so sub-block L sits at chunk_of(L) * 16. Also the 16 lane scales (E4M4 code << 19
-// read as float, as in the AVX-512 kernels).
-constexpr int chunk_of(int L) { return 4 * (L % 4) + L / 4; }
+struct alignas(64) TileConfig {
+    uint8_t palette = 1;
+    uint8_t start_row = 0;
+    uint8_t reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t rows[16] = {};
+};
+static_assert(sizeof(TileConfig) == 64);
 
-inline void decode_group(const uint8_t* p, uint8_t* out, float* ws, const __m512i lut) {
-    const __m512i mb = _mm512_loadu_si512(p);
-    const uint8_t* signs = p + q3_5_signs_offset(kQ3_5Group);
-    __m512i v[4];
-    for (int s = 0; s < 4; ++s) {
-        const __m512i mag = _mm512_permutexvar_epi8(s == 0 ? mb : _mm512_srli_epi16(mb, 2 * s), lut);
-        uint64_t bits;
-        std::memcpy(&bits, signs + 8 * s, 8);
-        v[s] = _mm512_mask_sub_epi8(mag, _cvtu64_mask64(bits), _mm512_setzero_si512(), mag);
+struct Consts {
+    __m512i idxw0, idxw1, magw, even, odd, lc, lc64, c3;
+    Consts() {
+        alignas(64) uint16_t iw0[32], iw1[32], mw[32];
+        for (int e = 0; e < 32; ++e) {
+            iw0[e] = static_cast<uint16_t>(e >> 2);
+            iw1[e] = static_cast<uint16_t>((e + 32) >> 2);
+            mw[e] = static_cast<uint16_t>(kQ3_5Mag[e & 3]);
+        }
+        idxw0 = _mm512_load_si512(iw0);
+        idxw1 = _mm512_load_si512(iw1);
+        magw = _mm512_load_si512(mw);
+        alignas(64) uint8_t ev[64], od[64], l[64], l64[64];
+        for (int e = 0; e < 64; ++e) {
+            ev[e] = static_cast<uint8_t>(2 * e);
+            od[e] = static_cast<uint8_t>(2 * e + 1);
+            l[e] = static_cast<uint8_t>(e & 0x3C);
+            l64[e] = static_cast<uint8_t>((e & 0x3C) | 64);
+        }
+        even = _mm512_load_si512(ev);
+        odd = _mm512_load_si512(od);
+        lc = _mm512_load_si512(l);
+        lc64 = _mm512_load_si512(l64);
+        c3 = _mm512_set1_epi8(3);
     }
-    // 4 x 16 dword transpose within 128-bit lanes: u_j lane q = (v0, v1, v2, v3) dword 4q + j.
-    const __m512i a = _mm512_unpacklo_epi32(v[0], v[1]), b = _mm512_unpackhi_epi32(v[0], v[1]);
-    const __m512i c = _mm512_unpacklo_epi32(v[2], v[3]), e = _mm512_unpackhi_epi32(v[2], v[3]);
-    _mm512_store_si512(out + 0, _mm512_unpacklo_epi64(a, c));
-    _mm512_store_si512(out + 64, _mm512_unpackhi_epi64(a, c));
-    _mm512_store_si512(out + 128, _mm512_unpacklo_epi64(b, e));
-    _mm512_store_si512(out + 192, _mm512_unpackhi_epi64(b, e));
-    const __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + q3_5_scales_offset(kQ3_5Group))));
-    _mm512_store_ps(ws, _mm512_castsi512_ps(_mm512_slli_epi32(k, 19)));
-}
-
-// _mm512_reduce_add_ps's order (GCC's avx512fintrin.h: halves, then quarters, then 0+2 / 1+3, then
-// the two), applied lane-wise to 16 vectors v[L]: lane t of the result is reduce_add over L of
-// lane t of the v[L].
-inline __m512 reduce_add_lanes(const __m512* v) {
-    __m512 s[8], u[4];
-    for (int i = 0; i < 8; ++i) s[i] = _mm512_add_ps(v[i + 8], v[i]);
-    for (int i = 0; i < 4; ++i) u[i] = _mm512_add_ps(s[i + 4], s[i]);
-    return _mm512_add_ps(_mm512_add_ps(u[0], u[2]), _mm512_add_ps(u[1], u[3]));
-}
-
-// acc[r] += (ws[r][L] * da) * float(c[r]) for the 16 weight rows (one C tile stored at c).
-inline void update(__m512* acc, const int32_t* c, const float* ws, int L, const __m512 da) {
-    for (int r = 0; r < kRows; ++r)
-        acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(ws[r * kSubs + L]), da),
-                                 _mm512_cvtepi32_ps(_mm512_load_si512(c + r * kActs)), acc[r]);
-}
-
-struct alignas(64) Line {  // one cache line; vectors of these are 64-byte aligned
-    uint8_t bytes[64];
 };
 
-struct Scratch {
-    std::vector<Line> wd;   // (groups, kRows, 256 bytes): A-tile rows, see decode_group
-    std::vector<Line> ws;   // (groups, kRows, kSubs) float lane scales
-    std::vector<Line> da;   // (groups, kActs) float d * 2^108 (0 past the last activation row)
-    std::vector<Line> acc;  // (kRows, kSubs, kActs) float accumulators of one 16 x 16 tile
-    alignas(64) int32_t c[4][kRows * kActs];  // stored C tiles, two sets of two
+struct alignas(64) Scratch {
+    uint8_t a[3][2][4][kRows * 64];  // [group % 3][hi, lo][step][row * 64]
+    alignas(64) int32_t c[2][2][kRows * kToks];  // [job parity][hi, lo]
+    std::vector<float> cg;                         // (groups, kRows): 2^(E_g - 26) per row
+    std::vector<__m512> da;                        // (groups, token blocks): d_a of 16 tokens
+    std::vector<__m512> acc;                       // (token blocks, kRows, kLanes)
 };
 
-void gemm_rows_q3_5_amx(const uint8_t* w, size_t row_bytes, int64_t nrows, int64_t n, const int32_t* packed, int64_t ldp,
-                        const float* d, int64_t m, float* y, int64_t ldy) {
-    const int64_t groups = n / kQ3_5Group, nbs = n / kQ8ABlock;
+// Rows [rb, re) of the block's group g into A buffer b: per row, tables of the 64 (sub-block,
+// mag) values of w' and -w', split into hi and lo bytes, then one lookup per step.
+inline void decode_rows(const uint8_t* const* rows, int nr, int64_t g, int64_t G, int rb, int re, Scratch& sc, int b,
+                        const Consts& k) {
+    for (int r = rb; r < re; ++r) {
+        uint8_t* hi = sc.a[b][0][0] + 64 * r;  // step s at + s * kRows * 64
+        uint8_t* lo = sc.a[b][1][0] + 64 * r;
+        if (r >= nr) {  // rows past the end: zero weights, outputs not written
+            for (int s = 0; s < 4; ++s) {
+                _mm512_store_si512(hi + s * kRows * 64, _mm512_setzero_si512());
+                _mm512_store_si512(lo + s * kRows * 64, _mm512_setzero_si512());
+            }
+            sc.cg[static_cast<size_t>(g * kRows + r)] = 0.0f;
+            continue;
+        }
+        const uint8_t* gp = rows[r] + q3_5f_group_offset(g);
+        _mm_prefetch(reinterpret_cast<const char*>(gp) + 8 * kGB, _MM_HINT_T2);  // the weight stream, 8 groups ahead
+        _mm_prefetch(reinterpret_cast<const char*>(gp) + 8 * kGB + 64, _MM_HINT_T2);
+        sc.cg[static_cast<size_t>(g * kRows + r)] =
+            std::bit_cast<float>(static_cast<uint32_t>(rows[r][q3_5f_exp_offset(g, G)]) << 23);
+        const __m512i mz =
+            _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gp + 96))));
+        const __m512i p0 = _mm512_mullo_epi16(_mm512_permutexvar_epi16(k.idxw0, mz), k.magw);
+        const __m512i p1 = _mm512_mullo_epi16(_mm512_permutexvar_epi16(k.idxw1, mz), k.magw);
+        const __m512i n0 = _mm512_sub_epi16(_mm512_setzero_si512(), p0), n1 = _mm512_sub_epi16(_mm512_setzero_si512(), p1);
+        const __m512i lo_p = _mm512_permutex2var_epi8(p0, k.even, p1), hi_p = _mm512_permutex2var_epi8(p0, k.odd, p1);
+        const __m512i lo_n = _mm512_permutex2var_epi8(n0, k.even, n1), hi_n = _mm512_permutex2var_epi8(n0, k.odd, n1);
+        const __m512i mb = _mm512_loadu_si512(gp);
+        for (int s = 0; s < 4; ++s) {
+            const __m512i x = s == 0 ? mb : _mm512_srli_epi16(mb, 2 * s);
+            uint64_t bits;
+            std::memcpy(&bits, gp + 64 + 8 * s, 8);
+            const __m512i base = _mm512_mask_blend_epi8(_cvtu64_mask64(bits), k.lc, k.lc64);
+            const __m512i idx = _mm512_ternarylogic_epi32(x, k.c3, base, 0xEA);  // (x & 3) | base
+            _mm512_store_si512(hi + s * kRows * 64, _mm512_permutex2var_epi8(hi_p, idx, hi_n));
+            _mm512_store_si512(lo + s * kRows * 64, _mm512_permutex2var_epi8(lo_p, idx, lo_n));
+        }
+    }
+}
+
+// GCC's _tile_* macros paste the tile number into the asm text: literal numbers only.
+// tmm0/1 = C set 0 (hi, lo), tmm2/3 = C set 1, tmm4/5 = A hi/lo, tmm6 = B.
+inline void job_zero(int set) {
+    if (set == 0) {
+        _tile_zero(0);
+        _tile_zero(1);
+    } else {
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+}
+inline void job_step(const Scratch& sc, int b, int s, const uint8_t* bt, int set) {
+    _tile_loadd(4, sc.a[b][0][s], 64);
+    _tile_loadd(5, sc.a[b][1][s], 64);
+    _tile_loadd(6, bt, 64);
+    if (set == 0) {
+        _tile_dpbssd(0, 4, 6);
+        _tile_dpbusd(1, 5, 6);
+    } else {
+        _tile_dpbssd(2, 4, 6);
+        _tile_dpbusd(3, 5, 6);
+    }
+}
+inline void job_store(Scratch& sc, int set) {
+    if (set == 0) {
+        _tile_stored(0, sc.c[0][0], 64);
+        _tile_stored(1, sc.c[0][1], 64);
+    } else {
+        _tile_stored(2, sc.c[1][0], 64);
+        _tile_stored(3, sc.c[1][1], 64);
+    }
+}
+
+void gemm_rows_q3_5f_amx(const uint8_t* w, size_t row_bytes, int64_t nrows, int64_t n, const uint8_t* packed,
+                         const float* d, int64_t m, float* y, int64_t ldy) {
+    static const Consts k;
     thread_local Scratch sc;
-    sc.wd.resize(static_cast<size_t>(groups * kRows * 4));
-    sc.ws.resize(static_cast<size_t>(groups * kRows));
-    sc.da.resize(static_cast<size_t>(groups));
-    sc.acc.resize(static_cast<size_t>(kRows * kSubs));
-    uint8_t* wd = sc.wd.data()->bytes;
-    float* wsf = reinterpret_cast<float*>(sc.ws.data());
-    float* daf = reinterpret_cast<float*>(sc.da.data());
-    __m512* acc_tile = reinterpret_cast<__m512*>(sc.acc.data());
-    const __m512i lut = q3_5_mag_lut();
-    const size_t ldb = static_cast<size_t>(ldp) * 4;  // bytes from one B-tile row to the next
-    configure_tiles();
+    const int64_t G = n / kQ3_5Group, nbs = n / kQ8ABlock, tbs = (m + kToks - 1) / kToks;
+    sc.cg.resize(static_cast<size_t>(G * kRows));
+    sc.da.resize(static_cast<size_t>(G * tbs));
+    sc.acc.resize(static_cast<size_t>(tbs * kRows * kLanes));
+    for (int64_t g = 0; g < G; ++g)
+        for (int64_t tb = 0; tb < tbs; ++tb) {
+            alignas(64) float v[kToks];
+            for (int t = 0; t < kToks; ++t) {
+                const int64_t tok = tb * kToks + t;
+                v[t] = tok < m ? d[tok * nbs + g * (kQ3_5Group / kQ8ABlock)] : 0.0f;
+            }
+            sc.da[static_cast<size_t>(g * tbs + tb)] = _mm512_load_ps(v);
+        }
+    TileConfig cfg;
+    for (int i = 0; i < 7; ++i) {
+        cfg.colsb[i] = 64;
+        cfg.rows[i] = 16;
+    }
+    _tile_loadconfig(&cfg);
+    const int64_t jobs = G * tbs;
+    const int chunks = static_cast<int>(4 * tbs);
     for (int64_t r0 = 0; r0 < nrows; r0 += kRows) {
         const int nr = static_cast<int>(std::min<int64_t>(kRows, nrows - r0));
-        for (int r = 0; r < kRows; ++r) {
-            const uint8_t* p = w + static_cast<size_t>(r0 + std::min(r, nr - 1)) * row_bytes;
-            for (int64_t g = 0; g < groups; ++g) {
-                uint8_t* out = wd + (g * kRows + r) * 256;
-                float* ws = wsf + (g * kRows + r) * kSubs;
-                if (r < nr) {
-                    decode_group(p + g * kQ3_5GroupBytes, out, ws, lut);
-                } else {  // rows past nrows: zero weights and scales, outputs not written
-                    std::memset(out, 0, 256);
-                    std::memset(ws, 0, kSubs * sizeof(float));
+        const uint8_t* rows[kRows];
+        for (int r = 0; r < kRows; ++r) rows[r] = w + static_cast<size_t>(r0 + std::min(r, nr - 1)) * row_bytes;
+        __m512* acc = sc.acc.data();
+        for (size_t i = 0; i < sc.acc.size(); ++i) acc[i] = _mm512_setzero_ps();
+        auto update = [&](int64_t j) {
+            const int set = static_cast<int>(j & 1);
+            const int64_t g = j / tbs, tb = j % tbs;
+            const __m512 da = sc.da[static_cast<size_t>(g * tbs + tb)];
+            const float* cg = sc.cg.data() + g * kRows;
+            __m512* a = acc + (tb * kRows) * kLanes + g % kLanes;
+            for (int r = 0; r < kRows; ++r) {
+                const __m512i S = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(sc.c[set][0] + kToks * r), 8),
+                                                   _mm512_load_si512(sc.c[set][1] + kToks * r));
+                a[r * kLanes] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S), _mm512_mul_ps(_mm512_set1_ps(cg[r]), da), a[r * kLanes]);
+            }
+        };
+        for (int64_t g = 0; g < std::min<int64_t>(2, G); ++g) decode_rows(rows, nr, g, G, 0, kRows, sc, static_cast<int>(g), k);
+        for (int64_t g = 0; g < G; ++g) {
+            const int b = static_cast<int>(g % 3), bn = static_cast<int>((g + 2) % 3);
+            const bool ahead = g + 2 < G;
+            const uint8_t* bg = packed + static_cast<size_t>(g) * 4096;
+            for (int64_t tb = 0; tb < tbs; ++tb) {
+                const int64_t j = g * tbs + tb;
+                const int set = static_cast<int>(j & 1);
+                job_zero(set);
+                for (int s = 0; s < 4; ++s) {
+                    job_step(sc, b, s, bg + static_cast<size_t>(tb * G) * 4096 + s * 1024, set);
+                    if (ahead) {  // the decode of group g + 2, between the tile instructions
+                        const int ch = static_cast<int>(4 * tb + s);
+                        decode_rows(rows, nr, g + 2, G, kRows * ch / chunks, kRows * (ch + 1) / chunks, sc, bn, k);
+                    }
                 }
+                if (j >= 2) update(j - 2);
+                if (j >= 1) job_store(sc, static_cast<int>((j - 1) & 1));
             }
         }
-        for (int64_t t0 = 0; t0 < m; t0 += kActs) {
-            const int mt = static_cast<int>(std::min<int64_t>(kActs, m - t0));
-            for (int64_t g = 0; g < groups; ++g)
-                for (int t = 0; t < kActs; ++t)
-                    daf[g * kActs + t] = t < mt ? d[(t0 + t) * nbs + g * (kQ3_5Group / kQ8ABlock)] * kQ3_5ScalePow : 0.0f;
-            const uint8_t* bt = reinterpret_cast<const uint8_t*>(packed + t0);
-            for (int L = 0; L < kSubs; ++L) {
-                __m512 acc[kRows];
-                for (int r = 0; r < kRows; ++r) acc[r] = _mm512_setzero_ps();
-                const uint8_t* a = wd + chunk_of(L) * 16;
-                const uint8_t* b = bt + static_cast<size_t>(L) * 4 * ldb;
-                const size_t a_group = kRows * 256, b_group = kSubs * 4 * ldb;
-                // Pairs of groups, software-pipelined: pair p + 1's TDPBSSDs are issued before
-                // pair p's float update and stored after it, so the tile unit works while the
-                // vector units do, and the update's loads never wait on the newest tile stores.
-                // An odd last pair repeats its group in the second slot and ignores it.
-                const int64_t pairs = (groups + 1) / 2;
-                auto issue = [&](int64_t pr, int set) {
-                    const int64_t g0 = 2 * pr, g1 = std::min(2 * pr + 1, groups - 1);
-                    tiles_dot(set, a + g0 * a_group, b + g0 * b_group, a + g1 * a_group, b + g1 * b_group, ldb);
-                };
-                issue(0, 0);
-                tiles_store(0, sc.c[0], sc.c[1]);
-                for (int64_t pr = 0; pr < pairs; ++pr) {
-                    const int set = static_cast<int>(pr & 1);
-                    if (pr + 1 < pairs) issue(pr + 1, 1 - set);
-                    for (int h = 0; h < 2 && 2 * pr + h < groups; ++h) {
-                        const int64_t g = 2 * pr + h;
-                        update(acc, sc.c[2 * set + h], wsf + g * kRows * kSubs, L, _mm512_load_ps(daf + g * kActs));
-                    }
-                    if (pr + 1 < pairs) tiles_store(1 - set, sc.c[2 * (1 - set)], sc.c[2 * (1 - set) + 1]);
-                }
-                for (int r = 0; r < kRows; ++r) acc_tile[r * kSubs + L] = acc[r];
-            }
+        job_store(sc, static_cast<int>((jobs - 1) & 1));
+        if (jobs >= 2) update(jobs - 2);
+        update(jobs - 1);
+        for (int64_t tb = 0; tb < tbs; ++tb) {
+            const int mt = static_cast<int>(std::min<int64_t>(kToks, m - tb * kToks));
             for (int r = 0; r < nr; ++r) {
-                alignas(64) float out[kActs];
-                _mm512_store_ps(out, reduce_add_lanes(acc_tile + r * kSubs));
-                for (int t = 0; t < mt; ++t) y[(t0 + t) * ldy + r0 + r] = out[t];
+                const __m512* v = acc + (tb * kRows + r) * kLanes;
+                __m512 s8[8], s4[4];
+                for (int i = 0; i < 8; ++i) s8[i] = _mm512_add_ps(v[i], v[i + 8]);
+                for (int i = 0; i < 4; ++i) s4[i] = _mm512_add_ps(s8[i], s8[i + 4]);
+                const __m512 out = _mm512_add_ps(_mm512_add_ps(s4[0], s4[2]), _mm512_add_ps(s4[1], s4[3]));
+                alignas(64) float o[kToks];
+                _mm512_store_ps(o, out);
+                for (int t = 0; t < mt; ++t) y[(tb * kToks + t) * ldy + r0 + r] = o[t];
             }
         }
     }
     _tile_release();
 }
 
-// qs (m, n) int8 -> packed (n/4 lines, ldp words), see kernels.h: line 64g + 4L + s holds word
-// 16s + L of each row's group g.
-void pack_acts_q3_5_amx(const int8_t* qs, int64_t n, int64_t m, int32_t* packed, int64_t ldp) {
-    const int64_t lines = n / 4;
-    for (int64_t t = 0; t < m; ++t) {
-        const int8_t* row = qs + t * n;
-        for (int64_t g = 0; g < n / kQ3_5Group; ++g)
-            for (int wi = 0; wi < 64; ++wi) {
-                int32_t v;
-                std::memcpy(&v, row + g * kQ3_5Group + 4 * wi, 4);
-                packed[(g * 64 + 4 * (wi % 16) + wi / 16) * ldp + t] = v;
+// qs (m, n) int8 -> B tiles: byte (((tb * G + g) * 4 + s) * 16 + k4) * 64 + 4 t + j = quant of
+// token 16 tb + t at 256 g + 64 s + 4 k4 + j (0 for tokens past m).
+void pack_acts_q3_5f_amx(const int8_t* qs, int64_t n, int64_t m, uint8_t* out) {
+    const int64_t G = n / kQ3_5Group, tbs = (m + kToks - 1) / kToks;
+    for (int64_t g = 0; g < G; ++g)
+        for (int64_t tb = 0; tb < tbs; ++tb)
+            for (int s = 0; s < 4; ++s) {
+                uint8_t* tile = out + static_cast<size_t>(((tb * G + g) * 4 + s)) * 1024;
+                for (int t = 0; t < kToks; ++t) {
+                    const int64_t tok = tb * kToks + t;
+                    if (tok >= m) {
+                        for (int k4 = 0; k4 < 16; ++k4) std::memset(tile + k4 * 64 + 4 * t, 0, 4);
+                        continue;
+                    }
+                    const int8_t* src = qs + tok * n + g * kQ3_5Group + 64 * s;
+                    for (int k4 = 0; k4 < 16; ++k4) std::memcpy(tile + k4 * 64 + 4 * t, src + 4 * k4, 4);
+                }
             }
-    }
-    for (int64_t l = 0; l < lines; ++l) std::fill(packed + l * ldp + m, packed + (l + 1) * ldp, 0);
 }
 
 }  // namespace
@@ -275,8 +279,8 @@ void pack_acts_q3_5_amx(const int8_t* qs, int64_t n, int64_t m, int32_t* packed,
 bool install_amx(CpuKernels& k) {
     const CpuFeatures& f = cpu_features();
     if (k.isa < Isa::Avx512 || !f.amx_tile || !f.amx_int8 || !amx_permitted()) return false;
-    k.pack_acts_q3_5_tiles = pack_acts_q3_5_amx;
-    k.gemm_rows_q3_5_tiles = gemm_rows_q3_5_amx;
+    k.pack_acts_q3_5f = pack_acts_q3_5f_amx;
+    k.gemm_rows_q3_5f = gemm_rows_q3_5f_amx;
     k.amx = true;
     return true;
 }
