@@ -471,6 +471,22 @@ TEST(Kernels, Q3_5FoldedKernelsBitIdentical) {
                 }
                 ++checked;
             }
+        if (k.gemm_rows_q3_5f_few) {  // AVX-512, offset-binary activations, for a few activation rows
+            std::vector<uint8_t> au8(a.qs.size());
+            for (size_t i = 0; i < au8.size(); ++i) au8[i] = static_cast<uint8_t>(a.qs[i] ^ 0x80);
+            for (int64_t m : {1, 2, 3, 5, 15})
+                for (int64_t nrows : {1, 3, 6, 40}) {
+                    const int64_t ldy = nrows + 1;
+                    std::vector<float> y(m * ldy, -12345.0f);
+                    k.gemm_rows_q3_5f_few(f.data(), fb, nrows, n, au8.data(), a.d.data(), m, y.data(), ldy);
+                    for (int64_t i = 0; i < m; ++i) {
+                        for (int64_t r = 0; r < nrows; ++r)
+                            EXPECT_TRUE(same_bits(y[i * ldy + r], want[i * max_rows + r]))
+                                << "few n=" << n << " rows=" << nrows << " m=" << m << " r=" << r << " i=" << i;
+                        EXPECT_EQ(y[i * ldy + nrows], -12345.0f);
+                    }
+                }
+        }
         if (!k.gemm_rows_q3_5f) continue;
         for (int64_t m : {2, 5, 16, 17, 33, 64}) {
             std::vector<uint8_t> packed(pl::q3_5f_packed_bytes(n, m), 7);

@@ -164,10 +164,14 @@ struct Product {
                                       a.sum.data() + t0 * nb + k0 / kQ8ABlock, kn);
             return;
         }
-        if (packed && t0 % kTileTokens == 0) {
+        if (packed && t0 % kTileTokens == 0 && m >= CpuKernels::kQ3_5fAmxMinActs) {
             // The B tiles of token blocks t0 / 16 onwards (packed token-block-major).
             k.gemm_rows_q3_5f(W.row(r0), W.row_bytes, r1 - r0, n, packed + q3_5f_packed_bytes(n, t0), a.d.data() + t0 * nb, m,
                               Y + t0 * ldy + r0, ldy);
+            return;
+        }
+        if (au8 && W.type == static_cast<uint32_t>(GgmlType::Q3_5F)) {
+            k.gemm_rows_q3_5f_few(W.row(r0), W.row_bytes, r1 - r0, n, au8 + t0 * n, a.d.data() + t0 * nb, m, Y + t0 * ldy + r0, ldy);
             return;
         }
         if (au8) {
@@ -228,14 +232,15 @@ void prepare_product(Product& P, const WeightView& W, const Q8Acts& a, const Cpu
     P.gemm = m > 1 ? k.gemm_for(W.type) : nullptr;
     P.dot2 = m == 1 ? k.dot2_for(W.type) : nullptr;
     thread_local std::vector<uint8_t> au8;
-    if (m > 1 && W.type == static_cast<uint32_t>(GgmlType::Q3_5) && k.gemm_rows_q3_5) {
+    const bool folded = W.type == static_cast<uint32_t>(GgmlType::Q3_5F);
+    if (m > 1 && ((W.type == static_cast<uint32_t>(GgmlType::Q3_5) && k.gemm_rows_q3_5) || (folded && k.gemm_rows_q3_5f_few))) {
         // Offset-binary activations once per call for the q3.5 block GEMM.
         au8.resize(a.qs.size());
         for (size_t i = 0; i < au8.size(); ++i) au8[i] = static_cast<uint8_t>(a.qs[i] ^ 0x80);
         P.au8 = au8.data();
     }
     thread_local std::vector<uint8_t> packed;
-    if (m > 1 && W.type == static_cast<uint32_t>(GgmlType::Q3_5F) && k.gemm_rows_q3_5f) {
+    if (m >= CpuKernels::kQ3_5fAmxMinActs && folded && k.gemm_rows_q3_5f) {
         // B tiles once per call for the AMX block GEMM of folded q3.5 rows.
         packed.resize(q3_5f_packed_bytes(n, m));
         k.pack_acts_q3_5f(a.qs.data(), n, m, packed.data());

@@ -15,7 +15,9 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 namespace pl {
 namespace {
@@ -140,11 +142,103 @@ void dot2_q3_5f_avx512(const void* w0, const void* w1, const int8_t* qs, const f
     rows_q3_5f<2>(p, qs, d, n / kQ3_5Group, y);
 }
 
+
+// ---- folded block GEMM for a few activation rows (the AMX GEMM takes 16 and more) --------------
+// Per group, each of kR weight rows is decoded once into signed bytes +-MAG (no multipliers) with
+// its lane correction 128 * sum(w) (the activations come offset-binary, a + 128, as vpdpbusd's
+// unsigned operand); then per activation row 4 vpdpbusd give sub-block L's exact dot in lane L, a
+// vpmulld by mult_L makes it the group's lane sums, kept per (row, activation row, group of the
+// super-group) and summed over lanes into S (lane j = group j) once per super-group, as the GEMV.
+// m <= kFewChunk here (gemm_rows_q3_5f_avx512 cuts bigger m), so those lane sums stay in L1.
+constexpr int64_t kFewChunk = 4;
+
+template <int kR>
+void rows_q3_5f_gemm(const uint8_t* w, size_t row_bytes, int64_t n, const uint8_t* au8, const float* d, int64_t m, float* y,
+                     int64_t ldy) {
+    const int64_t G = n / kQ3_5Group, nbs = n / 32;
+    __m512 acc[kR * kFewChunk];
+    __m512i part[kR * kFewChunk * kSuper];
+    __m512 da[kFewChunk];
+    for (int i = 0; i < kR * kFewChunk; ++i) acc[i] = _mm512_setzero_ps();
+    const Tabs T;
+    const __m512i k128 = _mm512_set1_epi8(static_cast<char>(0x80));
+    const __m512i gidx = _mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120);
+    const uint8_t* p[kR];
+    for (int r = 0; r < kR; ++r) p[r] = w + r * row_bytes;
+    for (int64_t gb = 0; gb < G; gb += kSuper) {
+        const int c = static_cast<int>(G - gb < kSuper ? G - gb : kSuper);
+        for (int j = 0; j < c; ++j) {
+            const int64_t g = gb + j;
+            __m512i wv[kR][4], negc[kR], mu[kR];
+            for (int r = 0; r < kR; ++r) {
+                const uint8_t* gp = p[r] + j * kGB;
+                prefetch_ahead(gp);
+                const __m512i mb = _mm512_loadu_si512(gp);
+                __m512i cs = _mm512_setzero_si512();
+                for (int t = 0; t < 4; ++t) {
+                    const __m512i mag = t == 3 ? _mm512_permutexvar_epi8(_mm512_srli_epi16(mb, 6), T.l0)
+                                               : _mm512_permutexvar_epi8(mb, t == 0 ? T.l0 : t == 1 ? T.l1 : T.l2);
+                    uint64_t bits;
+                    std::memcpy(&bits, gp + 64 + 8 * t, 8);
+                    wv[r][t] = _mm512_mask_sub_epi8(mag, _cvtu64_mask64(bits), _mm512_setzero_si512(), mag);
+                    cs = _mm512_dpbusd_epi32(cs, k128, wv[r][t]);
+                }
+                negc[r] = _mm512_sub_epi32(_mm512_setzero_si512(), cs);
+                mu[r] = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gp + 96)));
+            }
+            for (int64_t t = 0; t < m; ++t) {
+                const uint8_t* at = au8 + t * n + g * kQ3_5Group;
+                __m512i a[4];
+                for (int s4 = 0; s4 < 4; ++s4) a[s4] = _mm512_loadu_si512(at + 64 * s4);
+                for (int r = 0; r < kR; ++r) {
+                    __m512i i = negc[r];
+                    for (int s4 = 0; s4 < 4; ++s4) i = _mm512_dpbusd_epi32(i, a[s4], wv[r][s4]);
+                    part[(r * kFewChunk + t) * kSuper + j] = _mm512_mullo_epi32(i, mu[r]);
+                }
+            }
+        }
+        const __mmask16 lanes = static_cast<__mmask16>((1u << c) - 1);
+        for (int64_t t = 0; t < m; ++t) da[t] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes, gidx, d + t * nbs + gb * 8, 4);
+        for (int r = 0; r < kR; ++r) {
+            const __m512i e = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(lanes, p[r] + c * kGB));
+            const __m512 cg = _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
+            for (int64_t t = 0; t < m; ++t) {
+                __m512i* v = part + (r * kFewChunk + t) * kSuper;
+                for (int j = c; j < kSuper; ++j) v[j] = _mm512_setzero_si512();
+                __m512i q[4];
+                for (int j4 = 0; j4 < 4; ++j4)
+                    q[j4] = add_quads(add_pairs(v[4 * j4], v[4 * j4 + 1]), add_pairs(v[4 * j4 + 2], v[4 * j4 + 3]));
+                const __m512i S = add_chunks(add_chunks(q[0], q[1]), add_chunks(q[2], q[3]));
+                acc[r * kFewChunk + t] = _mm512_mask3_fmadd_ps(_mm512_cvtepi32_ps(S), _mm512_mul_ps(cg, da[t]), acc[r * kFewChunk + t], lanes);
+            }
+            p[r] += c * kQ3_5FoldGroupBytes;
+        }
+    }
+    for (int r = 0; r < kR; ++r)
+        for (int64_t t = 0; t < m; ++t) y[t * ldy + r] = fold_lanes(acc[r * kFewChunk + t]);
+}
+
+template <int kR>
+void rows_q3_5f_chunks(const uint8_t* w, size_t row_bytes, int64_t n, const uint8_t* au8, const float* d, int64_t m, float* y,
+                       int64_t ldy) {
+    for (int64_t t0 = 0; t0 < m; t0 += kFewChunk)
+        rows_q3_5f_gemm<kR>(w, row_bytes, n, au8 + t0 * n, d + t0 * (n / 32), std::min(kFewChunk, m - t0), y + t0 * ldy, ldy);
+}
+
+void gemm_rows_q3_5f_avx512(const uint8_t* w, size_t row_bytes, int64_t nrows, int64_t n, const uint8_t* au8, const float* d,
+                            int64_t m, float* y, int64_t ldy) {
+    int64_t r = 0;
+    for (; r + 4 <= nrows; r += 4) rows_q3_5f_chunks<4>(w + r * row_bytes, row_bytes, n, au8, d, m, y + r, ldy);
+    for (; r + 2 <= nrows; r += 2) rows_q3_5f_chunks<2>(w + r * row_bytes, row_bytes, n, au8, d, m, y + r, ldy);
+    for (; r < nrows; ++r) rows_q3_5f_chunks<1>(w + r * row_bytes, row_bytes, n, au8, d, m, y + r, ldy);
+}
+
 }  // namespace
 
 void install_avx512_q3_5f(CpuKernels& k) {
     k.dot_q3_5f = dot_q3_5f_avx512;
     k.dot2_q3_5f = dot2_q3_5f_avx512;
+    k.gemm_rows_q3_5f_few = gemm_rows_q3_5f_avx512;
 }
 
 }  // namespace pl
