@@ -151,13 +151,16 @@ void dot2_q3_5f_avx512(const void* w0, const void* w1, const int8_t* qs, const f
 // super-group) and summed over lanes into S (lane j = group j) once per super-group, as the GEMV.
 // m <= kFewChunk here (gemm_rows_q3_5f_avx512 cuts bigger m), so those lane sums stay in L1.
 constexpr int64_t kFewChunk = 4;
+// Lane-sum slots per (weight row, token): one more than a super-group's groups, so the kR * 4
+// slots of one group are not 4 KiB apart (same L1 set: the stores thrashed it, 1.6-2x slower).
+constexpr int kPartStride = kSuper + 1;
 
 template <int kR>
 void rows_q3_5f_gemm(const uint8_t* w, size_t row_bytes, int64_t n, const uint8_t* au8, const float* d, int64_t m, float* y,
                      int64_t ldy) {
     const int64_t G = n / kQ3_5Group, nbs = n / 32;
     __m512 acc[kR * kFewChunk];
-    __m512i part[kR * kFewChunk * kSuper];
+    __m512i part[kR * kFewChunk * kPartStride];
     __m512 da[kFewChunk];
     for (int i = 0; i < kR * kFewChunk; ++i) acc[i] = _mm512_setzero_ps();
     const Tabs T;
@@ -193,7 +196,7 @@ void rows_q3_5f_gemm(const uint8_t* w, size_t row_bytes, int64_t n, const uint8_
                 for (int r = 0; r < kR; ++r) {
                     __m512i i = negc[r];
                     for (int s4 = 0; s4 < 4; ++s4) i = _mm512_dpbusd_epi32(i, a[s4], wv[r][s4]);
-                    part[(r * kFewChunk + t) * kSuper + j] = _mm512_mullo_epi32(i, mu[r]);
+                    part[(r * kFewChunk + t) * kPartStride + j] = _mm512_mullo_epi32(i, mu[r]);
                 }
             }
         }
@@ -203,7 +206,7 @@ void rows_q3_5f_gemm(const uint8_t* w, size_t row_bytes, int64_t n, const uint8_
             const __m512i e = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(lanes, p[r] + c * kGB));
             const __m512 cg = _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
             for (int64_t t = 0; t < m; ++t) {
-                __m512i* v = part + (r * kFewChunk + t) * kSuper;
+                __m512i* v = part + (r * kFewChunk + t) * kPartStride;
                 for (int j = c; j < kSuper; ++j) v[j] = _mm512_setzero_si512();
                 __m512i q[4];
                 for (int j4 = 0; j4 < 4; ++j4)
