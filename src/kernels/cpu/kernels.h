@@ -135,10 +135,10 @@ struct CpuKernels {
     GemmRowsQ3_5fFn gemm_rows_q3_5f = nullptr;
     static constexpr int kGemmRowsQ3_5f = 16;
     // The same products for fewer than kQ3_5fAmxMinActs activation rows (AVX-512; offset-binary
-    // activations as GemmRowsQ3_5Fn's), where the AMX kernel's per-16-row weight decode dominates;
-    // the same bits.
+    // activations as GemmRowsQ3_5Fn's), where the AMX kernel's per-16-row weight decode dominates
+    // (it costs at 2-15 tokens what it costs at 16; docs/performance.md); the same bits.
     GemmRowsQ3_5Fn gemm_rows_q3_5f_few = nullptr;
-    static constexpr int kQ3_5fAmxMinActs = 16;
+    static constexpr int kQ3_5fAmxMinActs = 10;
     bool amx = false;  // the AMX kernels above are installed (for logs and reports)
 
     // Attention over an f32 or an f16 (Session with KvType::F16) KV cache, layout above.

@@ -143,7 +143,7 @@ void dot2_q3_5f_avx512(const void* w0, const void* w1, const int8_t* qs, const f
 }
 
 
-// ---- folded block GEMM for a few activation rows (the AMX GEMM takes 16 and more) --------------
+// ---- folded block GEMM for a few activation rows (the AMX GEMM takes the rest, kernels.h) -------
 // Per group, each of kR weight rows is decoded once into signed bytes +-MAG (no multipliers) with
 // its lane correction 128 * sum(w) (the activations come offset-binary, a + 128, as vpdpbusd's
 // unsigned operand); then per activation row 4 vpdpbusd give sub-block L's exact dot in lane L, a
