@@ -80,8 +80,9 @@ using GemmRowsQ3_5Fn = void (*)(const uint8_t* w, size_t row_bytes, int64_t nrow
 using PackActsQ3_5fFn = void (*)(const int8_t* qs, int64_t n, int64_t m, uint8_t* packed);
 using GemmRowsQ3_5fFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t nrows, int64_t n, const uint8_t* packed,
                                  const float* d, int64_t m, float* y, int64_t ldy);
+inline constexpr int64_t kQ3_5fTileTokens = 16;  // activation rows per B tile
 inline size_t q3_5f_packed_bytes(int64_t n, int64_t m) {
-    return static_cast<size_t>(n / 256) * static_cast<size_t>((m + 15) / 16) * 4096;
+    return static_cast<size_t>(n / 256) * static_cast<size_t>((m + kQ3_5fTileTokens - 1) / kQ3_5fTileTokens) * 4096;
 }
 
 // Attention over one KV head of a paged cache (Session's KV layout). Position t of the head lies

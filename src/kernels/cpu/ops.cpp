@@ -130,7 +130,6 @@ std::optional<Threading> parse_threading(std::string_view name) {
 
 namespace {
 std::atomic<Threading> g_threading{Threading::Tasks};
-constexpr int64_t kTileTokens = 16;  // tokens per B tile of the AMX GEMM
 
 int64_t l2_bytes() {
     static const int64_t v = [] {
@@ -164,7 +163,7 @@ struct Product {
                                       a.sum.data() + t0 * nb + k0 / kQ8ABlock, kn);
             return;
         }
-        if (packed && t0 % kTileTokens == 0 && m >= CpuKernels::kQ3_5fAmxMinActs) {
+        if (packed && t0 % kQ3_5fTileTokens == 0 && m >= CpuKernels::kQ3_5fAmxMinActs) {
             // The B tiles of token blocks t0 / 16 onwards (packed token-block-major).
             k.gemm_rows_q3_5f(W.row(r0), W.row_bytes, r1 - r0, n, packed + q3_5f_packed_bytes(n, t0), a.d.data() + t0 * nb, m,
                               Y + t0 * ldy + r0, ldy);
@@ -292,7 +291,7 @@ void matmul_q8a(const WeightView& W, const Q8Acts& a, float* Y, const CpuKernels
     const int64_t kR = P.packed ? CpuKernels::kGemmRowsQ3_5f : CpuKernels::kGemmRowsQ3_5;
     // Pieces of activation rows start on the AMX GEMM's 16-token blocks; folded rows cut into
     // columns only on whole super-groups (quant/q3_5_fold.h).
-    const int64_t t_align = P.packed ? kTileTokens : 1;
+    const int64_t t_align = P.packed ? kQ3_5fTileTokens : 1;
     const int64_t k_align = W.type == static_cast<uint32_t>(GgmlType::Q3_5F) ? int64_t{256} * kQ3_5FoldSuper : 256;
     const int64_t blocks = (rows + kR - 1) / kR;
     switch (threading) {

@@ -50,7 +50,7 @@ bool amx_permitted() {
 }
 
 constexpr int kRows = CpuKernels::kGemmRowsQ3_5f;  // weight rows per block (A tile rows)
-constexpr int kToks = 16;                          // tokens per B/C tile
+constexpr int kToks = kQ3_5fTileTokens;            // tokens per B/C tile
 constexpr int kGB = kQ3_5GroupBytes;
 constexpr int kLanes = kQ3_5FoldSuper;
 
