@@ -2,6 +2,7 @@
 #include "bench/model_suite.h"
 
 #include "bench/report.h"
+#include "kernels/cpu/kernels.h"
 #include "model/llama.h"
 #include "model/synth.h"
 #include "quant/formats.h"
@@ -25,6 +26,14 @@ uint64_t layer_bytes(const Model& model) {
     const LayerWeights& l = model.layer(0);
     return l.wq.nbytes() + l.wk.nbytes() + l.wv.nbytes() + l.wo.nbytes() + l.w_gate.nbytes() + l.w_up.nbytes() +
            l.w_down.nbytes();
+}
+
+double macs_of(const WeightView& w) { return static_cast<double>(w.rows) * static_cast<double>(w.cols); }
+
+// Multiply-adds of one layer's weight products per token.
+double layer_macs(const Model& model) {
+    const LayerWeights& l = model.layer(0);
+    return macs_of(l.wq) + macs_of(l.wk) + macs_of(l.wv) + macs_of(l.wo) + macs_of(l.w_gate) + macs_of(l.w_up) + macs_of(l.w_down);
 }
 
 Result<ModelTarget> synth_target(const ModelOptions& o, const std::string& name, const MachineInfo& m, const LogFn& log) {
@@ -133,6 +142,17 @@ nlohmann::json model_row(const ModelRowFacts& f, const Stats& st, const MachineI
     r["gbps"] = gbps;
     r["roofline_gbps"] = roof;
     r["pct_roofline"] = roof > 0 ? 100.0 * gbps / roof : 0.0;
+    // The arithmetic side: every token (pp or tg, any batch) does all the weight products, so
+    // 2 x MACs per token x tokens/s against the probe's peak for the kernels' arithmetic. This is
+    // the limit of pp and of big batches, as the bandwidth is of batch-1 decode.
+    if (f.full_macs > 0) {
+        const double gops = 2 * f.full_macs / st.median * 1e-9;
+        const double peak = m.peak_gops(f.roofline_threads > 0 ? f.roofline_threads : f.threads, f.int8);
+        r["gops"] = gops;
+        r["peak_kind"] = f.int8 ? "int8" : "fp32";
+        r["peak_gops"] = peak;
+        r["pct_peak"] = peak > 0 ? 100.0 * gops / peak : 0.0;
+    }
     return r;
 }
 
@@ -142,12 +162,19 @@ WeightBytes weight_bytes_of(const gguf::File& f, int n_layers) {
         const gguf::TensorInfo* t = f.find_tensor(name);
         return t ? static_cast<double>(t->nbytes) : 0.0;
     };
-    for (const char* m : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
+    auto macs = [&](const std::string& name) -> double {
+        const gguf::TensorInfo* t = f.find_tensor(name);
+        return t && !t->ne.empty() ? static_cast<double>(t->ne[0]) * static_cast<double>(t->n_rows()) : 0.0;
+    };
+    for (const char* m : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) {
         w.layer += bytes(fmt::format("blk.0.{}.weight", m));
+        w.layer_macs += macs(fmt::format("blk.0.{}.weight", m));
+    }
     const gguf::TensorInfo* embd = f.find_tensor("token_embd.weight");
     const double embd_row = embd && embd->n_rows() > 0 ? static_cast<double>(embd->nbytes) / static_cast<double>(embd->n_rows()) : 0;
     const double head = f.find_tensor("output.weight") ? bytes("output.weight") : bytes("token_embd.weight");
     w.fixed = head + embd_row;
+    w.fixed_macs = f.find_tensor("output.weight") ? macs("output.weight") : macs("token_embd.weight");
     w.measured_layers = n_layers;
     return w;
 }
@@ -171,6 +198,8 @@ Result<std::vector<nlohmann::json>> run_model_suite(const ModelOptions& o, const
         const double scale = (fixed + static_cast<double>(lbytes) * full_layers) / (fixed + static_cast<double>(lbytes) * cfg.n_layers);
         const bool extrapolated = full_layers != cfg.n_layers;
         const double full_wbytes = fixed + static_cast<double>(lbytes) * full_layers;
+        const double full_macs = macs_of((*model)->output()) + layer_macs(**model) * full_layers;
+        const bool int8 = cpu_kernels().dot_for((*model)->layer(0).wq.type) != nullptr;
         const int n_ctx = std::min(cfg.context_length > 0 ? cfg.context_length : 4096, std::max(64, o.n_prompt + o.n_gen + 8));
         if (o.n_prompt + 8 > n_ctx || o.n_gen + 8 > n_ctx)
             return err("{}: pp {} / tg {} do not fit the context {}", tg.label, o.n_prompt, o.n_gen, n_ctx);
@@ -264,6 +293,8 @@ Result<std::vector<nlohmann::json>> run_model_suite(const ModelOptions& o, const
                 facts.weights = (*model)->weights_copied() ? "huge-pages" : "mmap";
                 facts.scale = scale;
                 facts.full_wbytes = full_wbytes;
+                facts.full_macs = full_macs;
+                facts.int8 = int8;
                 const nlohmann::json r = model_row(facts, *st, m);
                 const double gbps = r["gbps"].get<double>(), roof = r["roofline_gbps"].get<double>();
                 rows.push_back(r);

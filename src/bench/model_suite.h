@@ -68,15 +68,20 @@ struct ModelRowFacts {
     int full_layers = 0, measured_layers = 0;
     double scale = 1;          // time factor from measured_layers to full_layers
     double full_wbytes = 0;    // weight bytes streamed per token by the whole model
+    double full_macs = 0;      // multiply-adds of the weight products per token, whole model (0: not reported)
+    bool int8 = true;          // the products run on int8 kernels (else the float path)
     std::string weights;       // "huge-pages" (copied, --mmap off) | "mmap" | "" (not recorded)
 };
 nlohmann::json model_row(const ModelRowFacts& f, const Stats& st, const MachineInfo& m);
 
-// Weight bytes a token streams: `fixed` (output head, one embedding row) + n layers x `layer`.
+// Weight bytes a token streams: `fixed` (output head, one embedding row) + n layers x `layer`;
+// and the multiply-adds of its weight products, `fixed_macs` (output head) + n x `layer_macs`.
 struct WeightBytes {
     double fixed = 0, layer = 0;
+    double fixed_macs = 0, layer_macs = 0;
     int measured_layers = 0;
     double total(int layers) const { return fixed + layer * layers; }
+    double macs(int layers) const { return fixed_macs + layer_macs * layers; }
 };
 WeightBytes weight_bytes_of(const gguf::File& f, int n_layers);
 

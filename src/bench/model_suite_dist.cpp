@@ -5,6 +5,7 @@
 #include "bench/model_suite.h"
 
 #include "bench/report.h"
+#include "kernels/cpu/kernels.h"
 #include "dist/comm.h"
 #include "dist/generate.h"
 #include "format/gguf.h"
@@ -154,6 +155,8 @@ Result<std::vector<nlohmann::json>> run_model_suite_dist(const ModelOptions& o, 
                 f.measured_layers = cfg->n_layers;
                 f.scale = scale;
                 f.full_wbytes = wb.total(full_layers);
+                f.full_macs = wb.macs(full_layers);
+                f.int8 = cpu_kernels().dot_for(wtype) != nullptr;
                 nlohmann::json row = model_row(f, *st, m);
                 row["layout"] = {{"tp", p.layout.tp}, {"pp", p.layout.pp}, {"dp", p.layout.dp}, {"ranks", p.world_size},
                                  {"tp_reduce", dist::tp_reduce_name(p.layout.reduce)}, {"mpi", dist::mpi_library()}};

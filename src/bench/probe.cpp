@@ -148,6 +148,12 @@ double MachineInfo::bw_gbps(int threads) const {
     return 0;
 }
 
+double MachineInfo::peak_gops(int threads, bool int8) const {
+    for (const auto& p : peak)
+        if (p.threads == threads) return int8 ? p.int8_gops : p.fp32_gflops;
+    return 0;
+}
+
 Result<MachineInfo> probe_machine(const ProbeOptions& o, const std::function<void(const std::string&)>& log) {
     const CpuFeatures& f = cpu_features();
     MachineInfo m;

@@ -42,6 +42,9 @@ struct MachineInfo {
 
     // Best read bandwidth measured with `threads` threads (0 when not probed).
     double bw_gbps(int threads) const;
+    // Arithmetic peak with `threads` threads, int8 dot products or fp32 FMA, in GOP/s (0 when
+    // not probed).
+    double peak_gops(int threads, bool int8) const;
 };
 
 // A read-bandwidth meter with its own buffer, for quick re-measurements beside results.

@@ -117,16 +117,20 @@ std::string report_markdown(const json& rep) {
         }
     }
     if (model) {
-        md += "\n| model | test | batch | threads | tokens/s (median) | min | max | spread | GB/s | % of bandwidth | note |\n";
-        md += "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n";
+        md += "\n| model | test | batch | threads | tokens/s (median) | min | max | spread | GB/s | % of bandwidth | GOP/s | % of peak | note |\n";
+        md += "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n";
         for (const auto& r : rep["results"]) {
             if (r["suite"] != "model") continue;
-            md += fmt::format("| {} | {}{} | {} | {} | {:.2f} | {:.2f} | {:.2f} | {:.1f}% | {:.1f} | {:.0f}% | {} |\n", r["model"].get<std::string>(),
-                              r["test"].get<std::string>(), r["tokens"].get<int>(), r.value("batch", 1), r["threads"].get<int>(),
-                              r["tokens_per_s"]["median"].get<double>(), r["tokens_per_s"]["min"].get<double>(),
-                              r["tokens_per_s"]["max"].get<double>(), 100.0 * r["time_s"]["spread"].get<double>(),
-                              r["gbps"].get<double>(), r["pct_roofline"].get<double>(),
-                              r.value("extrapolated", false) ? r.value("note", "") : "");
+            // Reports from before the arithmetic columns existed have no gops: dashes.
+            const std::string gops = r.contains("gops") ? fmt::format("{:.0f}", r["gops"].get<double>()) : "–";
+            const std::string pct_peak =
+                r.contains("pct_peak") ? fmt::format("{:.0f}% {}", r["pct_peak"].get<double>(), r.value("peak_kind", "")) : "–";
+            md += fmt::format("| {} | {}{} | {} | {} | {:.2f} | {:.2f} | {:.2f} | {:.1f}% | {:.1f} | {:.0f}% | {} | {} | {} |\n",
+                              r["model"].get<std::string>(), r["test"].get<std::string>(), r["tokens"].get<int>(), r.value("batch", 1),
+                              r["threads"].get<int>(), r["tokens_per_s"]["median"].get<double>(),
+                              r["tokens_per_s"]["min"].get<double>(), r["tokens_per_s"]["max"].get<double>(),
+                              100.0 * r["time_s"]["spread"].get<double>(), r["gbps"].get<double>(), r["pct_roofline"].get<double>(), gops,
+                              pct_peak, r.value("extrapolated", false) ? r.value("note", "") : "");
         }
     }
     for (const auto& s : rep.value("skipped", json::array())) md += fmt::format("\nskipped: {}\n", s.get<std::string>());

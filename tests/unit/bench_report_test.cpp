@@ -209,6 +209,15 @@ TEST(BenchModel, TinySynthModelRun) {
         EXPECT_TRUE(row["batch"] == 1 || row["batch"] == 8);
         EXPECT_GT(row["tokens_per_s"]["median"].get<double>(), 0.0);
         EXPECT_TRUE(ids.insert(row["id"].get<std::string>()).second) << row["id"];
+        // The arithmetic side, from SmolLM2-135M's shape by hand: per layer q and o 576x576, k and
+        // v 192x576 (3 KV heads of 64), gate, up and down 576x1536; the tied head 49152x576.
+        const double layer_macs = 2.0 * 576 * 576 + 2.0 * 192 * 576 + 3.0 * 576 * 1536;
+        const double macs = 49152.0 * 576 + 30 * layer_macs;
+        EXPECT_NEAR(row["gops"].get<double>(), 2 * macs * row["tokens_per_s"]["median"].get<double>() * 1e-9,
+                    1e-9 * row["gops"].get<double>());
+        EXPECT_EQ(row["peak_kind"], "int8");  // q8_0 runs on int8 kernels
+        ASSERT_GT(row["peak_gops"].get<double>(), 0.0);
+        EXPECT_NEAR(row["pct_peak"].get<double>(), 100 * row["gops"].get<double>() / row["peak_gops"].get<double>(), 1e-9);
     }
     EXPECT_EQ((*r)["skipped"].size(), 0u);
 }
