@@ -8,7 +8,6 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
-#include <vector>
 
 namespace pl {
 namespace {
@@ -67,15 +66,16 @@ bool fold_row_q3_5(const uint8_t* src, uint8_t* dst, int64_t n) {
 void dequantize_row_q3_5f(const void* src, float* out, int64_t n) {
     const auto* p = static_cast<const uint8_t*>(src);
     const int64_t G = n / kQ3_5Group;
-    std::vector<uint8_t> row(static_cast<size_t>(G * kGB));
+    // Group by group: each is a whole q3.5 group (its own rotation), so one group's bytes at a
+    // time give the row's weights without a row-sized buffer.
+    uint8_t q[kGB];
     for (int64_t g = 0; g < G; ++g) {
         const uint8_t* gp = p + q3_5f_group_offset(g);
-        uint8_t* q = row.data() + g * kGB;
         std::memcpy(q, gp, kScales);
         const int e_g = p[q3_5f_exp_offset(g, G)] - kQ3_5FoldExpBias;
         for (int L = 0; L < 16; ++L) q[kScales + L] = code_of(gp[kScales + L], e_g);
+        dequantize_row_q3_5_ref(q, out + g * kQ3_5Group, kQ3_5Group);
     }
-    dequantize_row_q3_5_ref(row.data(), out, n);
 }
 
 int32_t q3_5f_group_isum(const uint8_t* p, const int8_t* a) {
