@@ -450,14 +450,14 @@ void Model::place_weights(MmapMode mode, std::optional<uint64_t> avail) {
     // their copy takes 113/112 of the file's bytes.
     const CpuKernels& k = cpu_kernels();
     std::vector<char> fold(views.size(), 0);
-    std::vector<size_t> dst_bytes(views.size());
+    std::vector<size_t> dst_row_bytes(views.size());  // a row of each view's copy
+    const auto dst_bytes = [&](size_t i) { return dst_row_bytes[i] * static_cast<size_t>(views[i]->rows); };
     size_t total = 0;
     for (size_t i = 0; i < views.size(); ++i) {
         const WeightView* w = views[i];
         fold[i] = w->type == static_cast<uint32_t>(GgmlType::Q3_5) && folds_q3_5(k, w->cols);
-        dst_bytes[i] = fold[i] ? *row_bytes(static_cast<uint32_t>(GgmlType::Q3_5F), w->cols) * static_cast<size_t>(w->rows)
-                               : w->nbytes();
-        total += pad(dst_bytes[i]);
+        dst_row_bytes[i] = fold[i] ? *row_bytes(static_cast<uint32_t>(GgmlType::Q3_5F), w->cols) : w->row_bytes;
+        total += pad(dst_bytes(i));
     }
     const bool thp = transparent_hugepages_usable();
     if (!should_copy_weights(mode, total, avail, local_process_count(), thp)) {
@@ -493,13 +493,13 @@ void Model::place_weights(MmapMode mode, std::optional<uint64_t> avail) {
         if (fold[i]) {
             const size_t per = std::max<size_t>(1, (size_t{1} << 20) / w->row_bytes);
             for (size_t r = 0; r < static_cast<size_t>(w->rows); r += per)
-                pieces.push_back({i, w->row(static_cast<int64_t>(r)), dst + r * (dst_bytes[i] / static_cast<size_t>(w->rows)),
+                pieces.push_back({i, w->row(static_cast<int64_t>(r)), dst + r * dst_row_bytes[i],
                                   std::min(per, static_cast<size_t>(w->rows) - r)});
         } else {
             for (size_t j = 0; j < w->nbytes(); j += size_t{1} << 20)
                 pieces.push_back({i, w->data + j, dst + j, std::min(size_t{1} << 20, w->nbytes() - j)});
         }
-        off += pad(dst_bytes[i]);
+        off += pad(dst_bytes(i));
     }
     const auto t0 = std::chrono::steady_clock::now();
     const auto np = static_cast<int64_t>(pieces.size());
@@ -512,9 +512,8 @@ void Model::place_weights(MmapMode mode, std::optional<uint64_t> avail) {
             continue;
         }
         const WeightView* w = views[pc.view];
-        const size_t out_rb = dst_bytes[pc.view] / static_cast<size_t>(w->rows);
         for (size_t r = 0; r < pc.n; ++r)
-            if (!fold_row_q3_5(pc.src + r * w->row_bytes, pc.dst + r * out_rb, w->cols)) {
+            if (!fold_row_q3_5(pc.src + r * w->row_bytes, pc.dst + r * dst_row_bytes[pc.view], w->cols)) {
                 unfoldable[pc.view].store(true, std::memory_order_relaxed);
                 break;
             }
@@ -529,7 +528,7 @@ void Model::place_weights(MmapMode mode, std::optional<uint64_t> avail) {
         }
         if (fold[i]) {
             w->type = static_cast<uint32_t>(GgmlType::Q3_5F);
-            w->row_bytes = dst_bytes[i] / static_cast<size_t>(w->rows);
+            w->row_bytes = dst_row_bytes[i];
             ++folded;
         }
         w->data = dsts[i];
