@@ -266,7 +266,7 @@ Result<std::vector<nlohmann::json>> run_kernel_suite(const KernelOptions& o, con
                     r["pct_roofline"] = roof > 0 ? 100.0 * gbps / roof : 0.0;
                     r["bw_beside_gbps"] = beside;
                     if (auto ps = summarize(paired, what.c_str())) r["pct_paired"] = 100.0 * ps->median;
-                    if (B > 1 && fast && !k.gemm_for(type) && !(type == static_cast<uint32_t>(GgmlType::Q3_5) && k.gemm_rows_q3_5) && !folded)
+                    if (B > 1 && fast && !k.has_block_product(type))
                         r["note"] = fmt::format("{} dot products per row (no GEMM kernel for this format)", B);
                     rows.push_back(r);
                     const double el = now_s() - t_start;

@@ -125,8 +125,7 @@ TEST(BenchReport, TinyRunHasEveryFormatAndBatch) {
                 if (b > 1) {
                     const auto& k = pl::cpu_kernels();
                     const uint32_t type = static_cast<uint32_t>(pl::type_traits_by_name(f)->type);
-                    const bool loops = k.dot_for(type) && !k.gemm_for(type) &&
-                                       !(type == pl::kQ3_5TypeId && k.gemm_rows_q3_5);
+                    const bool loops = k.dot_for(type) && !k.has_block_product(type);
                     EXPECT_EQ(r.contains("note"), loops) << f;
                 }
                 EXPECT_TRUE(ids.insert(r["id"].get<std::string>()).second) << "duplicate id " << r["id"];

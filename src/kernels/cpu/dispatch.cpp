@@ -55,6 +55,15 @@ GemmQ8AFn CpuKernels::gemm_for(uint32_t type) const {
     }
 }
 
+bool CpuKernels::has_block_product(uint32_t type) const {
+    if (gemm_for(type)) return true;
+    switch (static_cast<GgmlType>(type)) {
+        case GgmlType::Q3_5: return gemm_rows_q3_5 != nullptr;
+        case GgmlType::Q3_5F: return gemm_rows_q3_5f_few != nullptr || gemm_rows_q3_5f != nullptr;
+        default: return false;
+    }
+}
+
 namespace {
 // PARALLAMA_AMX=0 keeps AMX off (install_amx otherwise still needs the CPU and the OS's grant):
 // without it q3.5 matrices stay in their file layout and numerics.

@@ -157,6 +157,10 @@ struct CpuKernels {
     Dot2Q8AFn dot2_for(uint32_t type) const;
     // The row-times-many kernel for a type, or nullptr (then callers loop over dot_for()).
     GemmQ8AFn gemm_for(uint32_t type) const;
+    // True when matmul_q8a runs a product of several activation rows of this weight type through
+    // a block kernel (gemm_for, or q3.5's and folded q3.5's row-block GEMMs), false when it loops
+    // over the dot kernel row by row.
+    bool has_block_product(uint32_t type) const;
 };
 
 // True when q3.5 matrices of `cols` columns run folded (quant/q3_5_fold.h) with these kernels:
