@@ -261,6 +261,7 @@ Result<std::vector<nlohmann::json>> run_kernel_suite(const KernelOptions& o, con
                     r["copies"] = w->copies;
                     r["time_s"] = stats_json(*st);
                     r["gflops"] = flops / sec * 1e-9;
+                    put_peak(r, flops / sec * 1e-9, m, t, fast);  // int8 kernels, or the float path's FMAs
                     r["gbps"] = gbps;
                     r["roofline_gbps"] = roof;
                     r["pct_roofline"] = roof > 0 ? 100.0 * gbps / roof : 0.0;

@@ -145,14 +145,8 @@ nlohmann::json model_row(const ModelRowFacts& f, const Stats& st, const MachineI
     // The arithmetic side: every token (pp or tg, any batch) does all the weight products, so
     // 2 x MACs per token x tokens/s against the probe's peak for the kernels' arithmetic. This is
     // the limit of pp and of big batches, as the bandwidth is of batch-1 decode.
-    if (f.full_macs > 0) {
-        const double gops = 2 * f.full_macs / st.median * 1e-9;
-        const double peak = m.peak_gops(f.roofline_threads > 0 ? f.roofline_threads : f.threads, f.int8);
-        r["gops"] = gops;
-        r["peak_kind"] = f.int8 ? "int8" : "fp32";
-        r["peak_gops"] = peak;
-        r["pct_peak"] = peak > 0 ? 100.0 * gops / peak : 0.0;
-    }
+    if (f.full_macs > 0)
+        put_peak(r, 2 * f.full_macs / st.median * 1e-9, m, f.roofline_threads > 0 ? f.roofline_threads : f.threads, f.int8);
     return r;
 }
 

@@ -45,6 +45,11 @@ bool have_gnuplot() {
 
 std::string shape_of(const json& r) { return fmt::format("{}x{}", r["rows"].get<int64_t>(), r["cols"].get<int64_t>()); }
 
+// "% of peak" cell, e.g. "42% int8"; a dash for rows of reports before version 3.
+std::string pct_peak_cell(const json& r) {
+    return r.contains("pct_peak") ? fmt::format("{:.0f}% {}", r["pct_peak"].get<double>(), r.value("peak_kind", "")) : "–";
+}
+
 // Gnuplot's single-quoted string escape.
 std::string gp_quote(const std::string& s) {
     std::string out = "'";
@@ -53,6 +58,14 @@ std::string gp_quote(const std::string& s) {
 }
 
 }  // namespace
+
+void put_peak(json& row, double gops, const MachineInfo& m, int threads, bool int8) {
+    const double peak = m.peak_gops(threads, int8);
+    row["gops"] = gops;
+    row["peak_kind"] = int8 ? "int8" : "fp32";
+    row["peak_gops"] = peak;
+    row["pct_peak"] = peak > 0 ? 100.0 * gops / peak : 0.0;
+}
 
 json stats_json(const Stats& s) {
     return {{"min", s.min}, {"median", s.median}, {"max", s.max}, {"mean", s.mean}, {"n", s.n}, {"spread", s.spread()}};
@@ -104,16 +117,16 @@ std::string report_markdown(const json& rep) {
     bool kernels = false, model = false;
     for (const auto& r : rep["results"]) (r["suite"] == "kernels" ? kernels : model) = true;
     if (kernels) {
-        md += "\n| test | format | path | rows x cols | batch | threads | time ms (median) | spread | GFLOP/s | GB/s | % of bandwidth | % paired | GB/s read just before |\n";
-        md += "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+        md += "\n| test | format | path | rows x cols | batch | threads | time ms (median) | spread | GFLOP/s | % of peak | GB/s | % of bandwidth | % paired | GB/s read just before |\n";
+        md += "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
         for (const auto& r : rep["results"]) {
             if (r["suite"] != "kernels") continue;
             const std::string paired = r.contains("pct_paired") ? fmt::format("{:.0f}%", r["pct_paired"].get<double>()) : "–";
-            md += fmt::format("| {} | {} | {} | {} | {} | {} | {:.3f} | {:.1f}% | {:.1f} | {:.1f} | {:.0f}% | {} | {:.1f} |\n", r["test"].get<std::string>(),
-                              r["format"].get<std::string>(), r["path"].get<std::string>(), shape_of(r), r["batch"].get<int>(),
-                              r["threads"].get<int>(), r["time_s"]["median"].get<double>() * 1e3,
-                              100.0 * r["time_s"]["spread"].get<double>(), r["gflops"].get<double>(), r["gbps"].get<double>(),
-                              r["pct_roofline"].get<double>(), paired, r.value("bw_beside_gbps", 0.0));
+            md += fmt::format("| {} | {} | {} | {} | {} | {} | {:.3f} | {:.1f}% | {:.1f} | {} | {:.1f} | {:.0f}% | {} | {:.1f} |\n",
+                              r["test"].get<std::string>(), r["format"].get<std::string>(), r["path"].get<std::string>(), shape_of(r),
+                              r["batch"].get<int>(), r["threads"].get<int>(), r["time_s"]["median"].get<double>() * 1e3,
+                              100.0 * r["time_s"]["spread"].get<double>(), r["gflops"].get<double>(), pct_peak_cell(r),
+                              r["gbps"].get<double>(), r["pct_roofline"].get<double>(), paired, r.value("bw_beside_gbps", 0.0));
         }
     }
     if (model) {
@@ -121,10 +134,8 @@ std::string report_markdown(const json& rep) {
         md += "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n";
         for (const auto& r : rep["results"]) {
             if (r["suite"] != "model") continue;
-            // Reports from before the arithmetic columns existed have no gops: dashes.
             const std::string gops = r.contains("gops") ? fmt::format("{:.0f}", r["gops"].get<double>()) : "–";
-            const std::string pct_peak =
-                r.contains("pct_peak") ? fmt::format("{:.0f}% {}", r["pct_peak"].get<double>(), r.value("peak_kind", "")) : "–";
+            const std::string pct_peak = pct_peak_cell(r);
             md += fmt::format("| {} | {}{} | {} | {} | {:.2f} | {:.2f} | {:.2f} | {:.1f}% | {:.1f} | {:.0f}% | {} | {} | {} |\n",
                               r["model"].get<std::string>(), r["test"].get<std::string>(), r["tokens"].get<int>(), r.value("batch", 1),
                               r["threads"].get<int>(), r["tokens_per_s"]["median"].get<double>(),

@@ -18,14 +18,18 @@ namespace pl::bench {
 
 inline constexpr const char* kSchemaName = "parallama-bench";
 // Bump on any change to the report layout (and update docs/bench-schema.json). Version 2 added
-// the distributed model rows' "layout" and "ranks"; version 1 reports remain valid and comparable.
-inline constexpr int kSchemaVersion = 2;
+// the distributed model rows' "layout" and "ranks", version 3 the rows' arithmetic-peak fields;
+// version 1 and 2 reports remain valid and comparable.
+inline constexpr int kSchemaVersion = 3;
 // The oldest version `bench compare` reads (rows and ids are unchanged since).
 inline constexpr int kSchemaOldestComparable = 1;
 
 // {"min","median","max","mean","n","spread"}
 nlohmann::json stats_json(const Stats& s);
 nlohmann::json machine_json(const MachineInfo& m);
+// A row's arithmetic side: "gops", "peak_kind" (int8 | fp32), "peak_gops" (the probe's peak for
+// `threads`, 0 when not probed) and "pct_peak".
+void put_peak(nlohmann::json& row, double gops, const MachineInfo& m, int threads, bool int8);
 
 // Markdown: machine summary, then one table per suite present in the report.
 std::string report_markdown(const nlohmann::json& report);

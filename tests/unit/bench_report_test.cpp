@@ -116,6 +116,11 @@ TEST(BenchReport, TinyRunHasEveryFormatAndBatch) {
                 EXPECT_GT(r["gbps"].get<double>(), 0);
                 EXPECT_GT(r["roofline_gbps"].get<double>(), 0);  // bandwidth of the same thread count
                 EXPECT_EQ(r["time_s"]["n"], 1);
+                // The arithmetic side: the row's own rate against the peak of its kernels' kind.
+                EXPECT_EQ(r["gops"].get<double>(), r["gflops"].get<double>());
+                EXPECT_EQ(r["peak_kind"], f == "f16" || f == "f32" ? "fp32" : "int8");
+                ASSERT_GT(r["peak_gops"].get<double>(), 0);
+                EXPECT_NEAR(r["pct_peak"].get<double>(), 100 * r["gops"].get<double>() / r["peak_gops"].get<double>(), 1e-9);
                 // Paired with reads of the same length: a ratio of two positive rates.
                 ASSERT_TRUE(r.contains("pct_paired")) << r["id"];
                 EXPECT_GT(r["pct_paired"].get<double>(), 0) << r["id"];
