@@ -42,6 +42,7 @@ struct BenchCliOptions {
     bool no_charts = false;
     int bw_mib = 1024;
     std::string mmap = "auto";
+    std::string kv_type = "f16";  // like generate, chat and serve
     std::string out_dir;
     // compare
     std::string old_path, new_path;
@@ -123,6 +124,7 @@ int run_bench_cmd(const BenchCliOptions& o) {
     b.model.n_gen = o.tg;
     b.probe.buffer_bytes = static_cast<uint64_t>(o.bw_mib) << 20;
     if (auto mm = parse_mmap_mode(o.mmap)) set_default_mmap_mode(*mm);
+    if (auto kv = parse_kv_type(o.kv_type)) set_default_kv_type(*kv);
 
     std::string dir = o.out_dir;
     if (dir.empty()) {
@@ -182,6 +184,9 @@ const CommandRegistrar kBench({"bench", "Benchmark kernels and models; JSON/mark
     app.add_option("--tg", o->tg, "Generated tokens of the tg test")->check(CLI::Range(1, 1 << 16))->capture_default_str();
     app.add_option("--mmap", o->mmap, "Model suite: weights in the file mapping (on), copied into huge pages (off) or auto")
         ->check(CLI::IsMember({"auto", "on", "off"}))
+        ->capture_default_str();
+    app.add_option("--kv-type", o->kv_type, "Model suite: KV cache element type, f16 (as generate and serve use) | f32")
+        ->check(CLI::IsMember({"f32", "f16"}))
         ->capture_default_str();
     app.add_option("--bw-mib", o->bw_mib, "Size of the bandwidth probe buffer (MiB)")->check(CLI::Range(16, 1 << 16))->capture_default_str();
     app.add_option("-o,--out", o->out_dir, "Report directory (default bench-results/<timestamp>/)");

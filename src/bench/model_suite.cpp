@@ -133,6 +133,7 @@ nlohmann::json model_row(const ModelRowFacts& f, const Stats& st, const MachineI
         r["note"] = fmt::format("extrapolated from {} to {} layers by weight bytes (x{:.2f})", f.measured_layers, f.full_layers, f.scale);
     r["weight_bytes"] = static_cast<uint64_t>(f.full_wbytes);
     if (!f.weights.empty()) r["weights"] = f.weights;
+    if (!f.kv_type.empty()) r["kv_type"] = f.kv_type;
     r["time_s"] = stats_json(st);  // seconds per token
     r["tokens_per_s"] = {{"min", 1.0 / st.max}, {"median", 1.0 / st.median}, {"max", 1.0 / st.min}};
     // tg: the weights are streamed once per step of B tokens; pp (as at batch 1): once per
@@ -285,6 +286,7 @@ Result<std::vector<nlohmann::json>> run_model_suite(const ModelOptions& o, const
                 facts.full_layers = full_layers;
                 facts.measured_layers = cfg.n_layers;
                 facts.weights = (*model)->weights_copied() ? "huge-pages" : "mmap";
+                facts.kv_type = kv_type_name((*session)->kv_type());
                 facts.scale = scale;
                 facts.full_wbytes = full_wbytes;
                 facts.full_macs = full_macs;

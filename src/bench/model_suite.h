@@ -71,6 +71,7 @@ struct ModelRowFacts {
     double full_macs = 0;      // multiply-adds of the weight products per token, whole model (0: not reported)
     bool int8 = true;          // the products run on int8 kernels (else the float path)
     std::string weights;       // "huge-pages" (copied, --mmap off) | "mmap" | "" (not recorded)
+    std::string kv_type;       // the KV cache's element type ("f16" | "f32"; "" not recorded)
 };
 nlohmann::json model_row(const ModelRowFacts& f, const Stats& st, const MachineInfo& m);
 

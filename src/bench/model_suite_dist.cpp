@@ -156,6 +156,7 @@ Result<std::vector<nlohmann::json>> run_model_suite_dist(const ModelOptions& o, 
                 f.scale = scale;
                 f.full_wbytes = wb.total(full_layers);
                 f.full_macs = wb.macs(full_layers);
+                f.kv_type = kv_type_name(default_kv_type());  // dist::generate's sessions take the default
                 f.int8 = cpu_kernels().dot_for(wtype) != nullptr;
                 nlohmann::json row = model_row(f, *st, m);
                 row["layout"] = {{"tp", p.layout.tp}, {"pp", p.layout.pp}, {"dp", p.layout.dp}, {"ranks", p.world_size},

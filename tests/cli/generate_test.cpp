@@ -155,8 +155,31 @@ TEST(GenerateCli, BadInputGivesOneLineError) {
 
 // The KV cache's default element type: f16 for the commands that run a model (README), f32 for
 // the quality tools, whose figures measure the weights alone.
+// bench's model rows run the KV cache users get from generate and serve (f16) unless told, and
+// say which one they ran.
+TEST(GenerateCli, BenchModelRowsRecordTheirKvType) {
+    const std::string gguf = pl::test::model_file("stories260K/stories260K-f32.gguf");
+    PL_REQUIRE_DATA(gguf, "stories260K/stories260K-f32.gguf");
+    for (const char* kv : {"", "f32"}) {
+        const std::string dir = pl::test::make_temp_dir("bench_kv");
+        auto r = run_cmd(parallama_bin() + " bench --suite model -m " + q(gguf) +
+                         " --pp 4 --tg 4 --repeat 1 --warmup 0 -t 1 --bw-mib 16 --no-charts -o " + q(dir) +
+                         (*kv ? std::string(" --kv-type ") + kv : std::string()));
+        ASSERT_EQ(r.rc, 0) << r.err;
+        std::ifstream f(dir + "/report.json");
+        const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        const std::string want = std::string("\"kv_type\": \"") + (*kv ? kv : "f16") + "\"";
+        size_t rows = 0;
+        for (size_t at = text.find("\"kv_type\""); at != std::string::npos; at = text.find("\"kv_type\"", at + 1)) {
+            EXPECT_EQ(text.compare(at, want.size(), want), 0) << text.substr(at, 20);
+            ++rows;
+        }
+        EXPECT_EQ(rows, 2u) << "pp and tg rows, each with kv_type";
+    }
+}
+
 TEST(GenerateCli, KvTypeDefaultsF16ExceptQualityTools) {
-    for (const char* cmd : {"generate", "chat", "serve"}) {
+    for (const char* cmd : {"generate", "chat", "serve", "bench"}) {
         auto r = run_cmd(parallama_bin() + " " + cmd + " --help");
         EXPECT_NE(r.out.find("--kv-type TEXT:{f32,f16}=f16"), std::string::npos) << cmd << "\n" << r.out;
     }
