@@ -260,8 +260,9 @@ Result<std::vector<nlohmann::json>> run_kernel_suite(const KernelOptions& o, con
                     r["weight_bytes"] = w->bytes;
                     r["copies"] = w->copies;
                     r["time_s"] = stats_json(*st);
-                    r["gflops"] = flops / sec * 1e-9;
-                    put_peak(r, flops / sec * 1e-9, m, t, fast);  // int8 kernels, or the float path's FMAs
+                    const double gflops = flops / sec * 1e-9;
+                    r["gflops"] = gflops;
+                    put_peak(r, gflops, m, t, fast);  // int8 kernels, or the float path's FMAs
                     r["gbps"] = gbps;
                     r["roofline_gbps"] = roof;
                     r["pct_roofline"] = roof > 0 ? 100.0 * gbps / roof : 0.0;
@@ -274,7 +275,7 @@ Result<std::vector<nlohmann::json>> run_kernel_suite(const KernelOptions& o, con
                     if (log)
                         log(fmt::format("kernels [{}/{}] {}: {:.3f} ms, {:.1f} GB/s ({:.0f}% of {:.1f}; {:.1f} just before), {:.1f} GFLOP/s; {:.0f} s elapsed, ~{:.0f} s left",
                                         done, total, what, sec * 1e3, gbps, roof > 0 ? 100.0 * gbps / roof : 0.0, roof, beside,
-                                        flops / sec * 1e-9, el, el / static_cast<double>(done) * static_cast<double>(total - done)));
+                                        gflops, el, el / static_cast<double>(done) * static_cast<double>(total - done)));
                 }
             }
         }

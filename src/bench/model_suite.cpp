@@ -23,17 +23,18 @@ namespace fs = std::filesystem;
 
 // Weight bytes of all matrices of one layer.
 uint64_t layer_bytes(const Model& model) {
-    const LayerWeights& l = model.layer(0);
-    return l.wq.nbytes() + l.wk.nbytes() + l.wv.nbytes() + l.wo.nbytes() + l.w_gate.nbytes() + l.w_up.nbytes() +
-           l.w_down.nbytes();
+    uint64_t bytes = 0;
+    for (const WeightView* w : model.layer(0).matrices()) bytes += w->nbytes();
+    return bytes;
 }
 
 double macs_of(const WeightView& w) { return static_cast<double>(w.rows) * static_cast<double>(w.cols); }
 
 // Multiply-adds of one layer's weight products per token.
 double layer_macs(const Model& model) {
-    const LayerWeights& l = model.layer(0);
-    return macs_of(l.wq) + macs_of(l.wk) + macs_of(l.wv) + macs_of(l.wo) + macs_of(l.w_gate) + macs_of(l.w_up) + macs_of(l.w_down);
+    double macs = 0;
+    for (const WeightView* w : model.layer(0).matrices()) macs += macs_of(*w);
+    return macs;
 }
 
 Result<ModelTarget> synth_target(const ModelOptions& o, const std::string& name, const MachineInfo& m, const LogFn& log) {
@@ -167,9 +168,9 @@ WeightBytes weight_bytes_of(const gguf::File& f, int n_layers) {
     }
     const gguf::TensorInfo* embd = f.find_tensor("token_embd.weight");
     const double embd_row = embd && embd->n_rows() > 0 ? static_cast<double>(embd->nbytes) / static_cast<double>(embd->n_rows()) : 0;
-    const double head = f.find_tensor("output.weight") ? bytes("output.weight") : bytes("token_embd.weight");
-    w.fixed = head + embd_row;
-    w.fixed_macs = f.find_tensor("output.weight") ? macs("output.weight") : macs("token_embd.weight");
+    const std::string head = f.find_tensor("output.weight") ? "output.weight" : "token_embd.weight";  // tied: the embedding
+    w.fixed = bytes(head) + embd_row;
+    w.fixed_macs = macs(head);
     w.measured_layers = n_layers;
     return w;
 }

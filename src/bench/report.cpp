@@ -135,13 +135,12 @@ std::string report_markdown(const json& rep) {
         for (const auto& r : rep["results"]) {
             if (r["suite"] != "model") continue;
             const std::string gops = r.contains("gops") ? fmt::format("{:.0f}", r["gops"].get<double>()) : "–";
-            const std::string pct_peak = pct_peak_cell(r);
             md += fmt::format("| {} | {}{} | {} | {} | {:.2f} | {:.2f} | {:.2f} | {:.1f}% | {:.1f} | {:.0f}% | {} | {} | {} |\n",
                               r["model"].get<std::string>(), r["test"].get<std::string>(), r["tokens"].get<int>(), r.value("batch", 1),
                               r["threads"].get<int>(), r["tokens_per_s"]["median"].get<double>(),
                               r["tokens_per_s"]["min"].get<double>(), r["tokens_per_s"]["max"].get<double>(),
                               100.0 * r["time_s"]["spread"].get<double>(), r["gbps"].get<double>(), r["pct_roofline"].get<double>(), gops,
-                              pct_peak, r.value("extrapolated", false) ? r.value("note", "") : "");
+                              pct_peak_cell(r), r.value("extrapolated", false) ? r.value("note", "") : "");
         }
     }
     for (const auto& s : rep.value("skipped", json::array())) md += fmt::format("\nskipped: {}\n", s.get<std::string>());

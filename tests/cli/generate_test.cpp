@@ -153,8 +153,6 @@ TEST(GenerateCli, BadInputGivesOneLineError) {
 
 }  // namespace
 
-// The KV cache's default element type: f16 for the commands that run a model (README), f32 for
-// the quality tools, whose figures measure the weights alone.
 // bench's model rows run the KV cache users get from generate and serve (f16) unless told, and
 // say which one they ran.
 TEST(GenerateCli, BenchModelRowsRecordTheirKvType) {
@@ -178,6 +176,8 @@ TEST(GenerateCli, BenchModelRowsRecordTheirKvType) {
     }
 }
 
+// The KV cache's default element type: f16 for the commands that run a model (README), f32 for
+// the quality tools, whose figures measure the weights alone.
 TEST(GenerateCli, KvTypeDefaultsF16ExceptQualityTools) {
     for (const char* cmd : {"generate", "chat", "serve", "bench"}) {
         auto r = run_cmd(parallama_bin() + " " + cmd + " --help");
