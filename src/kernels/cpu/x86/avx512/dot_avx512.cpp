@@ -11,6 +11,7 @@
 
 #include "core/fp16.h"
 #include "kernels/cpu/count_dispatch.h"
+#include "kernels/cpu/x86/avx512/q3_5_mags_avx512.h"
 #include "quant/q3_5.h"
 #include "quant/q4_0.h"
 #include "quant/q4_1.h"
@@ -148,18 +149,15 @@ float dot_avx512(const void* w, const int8_t* qs, const float* d, const int32_t*
 
 // ---- q3.5 (quant/q3_5.h) ---------------------------------------------------------------------
 // Per group, four steps of p = g/4 elements (64 in a full group): one load of the group's mag
-// bytes serves all four (step t shifts them right by 2t; vpermb looks up the low 2 bits through a
-// 64-entry table, so the bits above are ignored), the step's 64 sign bits are a mask register that
+// bytes serves all four (vpermb through tables that read bits 2t..2t+1 directly, step 3 after one
+// shift: q3_5_mags_avx512.h), the step's 64 sign bits are a mask register that
 // negates activation bytes (|a| <= 127, exact), and vpdpbusd accumulates int32 lane L = sub-block
 // L over the four steps. Scales are applied once per group: lane L's E4M4 code shifted left by 19
 // is a float that, times da * 2^108, is scale(k_L) * da. Tail groups (g < 256) run the same code
 // with masked loads of p bytes.
 
-inline __m512i q3_5_mag_lut() {
-    const uint32_t m = static_cast<uint8_t>(kQ3_5Mag[0]) | static_cast<uint32_t>(kQ3_5Mag[1]) << 8 |
-                       static_cast<uint32_t>(kQ3_5Mag[2]) << 16 | static_cast<uint32_t>(kQ3_5Mag[3]) << 24;
-    return _mm512_set1_epi32(static_cast<int>(m));
-}
+using q3_5_avx512::MagTables;
+using q3_5_avx512::step_mags;
 
 inline __m512 q3_5_scale_bits(__m512i k) { return _mm512_castsi512_ps(_mm512_slli_epi32(k, 19)); }
 
@@ -172,7 +170,7 @@ inline uint64_t load_bytes(const uint8_t* p, int64_t nbytes) {
 // One group against kTile activation rows (rows t at qs + t*n, scale da[t]); adds to acc[t].
 template <int kTile, bool kFull>
 inline void q3_5_group(const uint8_t* gp, int64_t g, const int8_t* qs, int64_t n, const float* da, __m512* acc,
-                       const __m512i lut) {
+                       const MagTables& T) {
     const int64_t step = kFull ? 64 : g / 4;
     const __mmask64 lanes = kFull ? ~0ull : (step == 64 ? ~0ull : ((1ull << step) - 1));
     const __m512i m = kFull ? _mm512_loadu_si512(gp) : _mm512_maskz_loadu_epi8(lanes, gp);
@@ -183,10 +181,7 @@ inline void q3_5_group(const uint8_t* gp, int64_t g, const int8_t* qs, int64_t n
     const __m512 ws = q3_5_scale_bits(k);
     __m512i mag[4];
     __mmask64 neg[4];
-    mag[0] = _mm512_permutexvar_epi8(m, lut);
-    mag[1] = _mm512_permutexvar_epi8(_mm512_srli_epi16(m, 2), lut);
-    mag[2] = _mm512_permutexvar_epi8(_mm512_srli_epi16(m, 4), lut);
-    mag[3] = _mm512_permutexvar_epi8(_mm512_srli_epi16(m, 6), lut);
+    for (int t = 0; t < 4; ++t) mag[t] = step_mags(m, t, T);
     for (int t = 0; t < 4; ++t) {
         if constexpr (kFull) {
             uint64_t bits;
@@ -227,7 +222,7 @@ inline void q3_5_group(const uint8_t* gp, int64_t g, const int8_t* qs, int64_t n
 template <int kTile>
 inline void tile_q3_5(const uint8_t* w, int64_t n, const int8_t* qs, const float* d, float* y, int64_t y_stride) {
     const int64_t nbs = n / kQ8ABlock;
-    const __m512i lut = q3_5_mag_lut();
+    const MagTables T;
     __m512 acc[kTile];
     for (int t = 0; t < kTile; ++t) acc[t] = _mm512_setzero_ps();
     float da[kTile];
@@ -235,12 +230,12 @@ inline void tile_q3_5(const uint8_t* w, int64_t n, const int8_t* qs, const float
     for (; g0 + kQ3_5Group <= n; g0 += kQ3_5Group) {
         prefetch_weights(w, kQ3_5GroupBytes);
         for (int t = 0; t < kTile; ++t) da[t] = d[t * nbs + g0 / kQ8ABlock];
-        q3_5_group<kTile, true>(w, kQ3_5Group, qs + g0, n, da, acc, lut);
+        q3_5_group<kTile, true>(w, kQ3_5Group, qs + g0, n, da, acc, T);
         w += kQ3_5GroupBytes;
     }
     if (g0 < n) {
         for (int t = 0; t < kTile; ++t) da[t] = d[t * nbs + g0 / kQ8ABlock];
-        q3_5_group<kTile, false>(w, n - g0, qs + g0, n, da, acc, lut);
+        q3_5_group<kTile, false>(w, n - g0, qs + g0, n, da, acc, T);
     }
     for (int t = 0; t < kTile; ++t) y[t * y_stride] = _mm512_reduce_add_ps(acc[t]);
 }
@@ -261,22 +256,22 @@ void dot2_q3_5_avx512(const void* w0, const void* w1, const int8_t* qs, const fl
                       float* y) {
     const auto* a = static_cast<const uint8_t*>(w0);
     const auto* b = static_cast<const uint8_t*>(w1);
-    const __m512i lut = q3_5_mag_lut();
+    const MagTables T;
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     int64_t g0 = 0;
     for (; g0 + kQ3_5Group <= n; g0 += kQ3_5Group) {
         prefetch_weights(a, kQ3_5GroupBytes);
         prefetch_weights(b, kQ3_5GroupBytes);
         const float da = d[g0 / kQ8ABlock];
-        q3_5_group<1, true>(a, kQ3_5Group, qs + g0, n, &da, &acc0, lut);
-        q3_5_group<1, true>(b, kQ3_5Group, qs + g0, n, &da, &acc1, lut);
+        q3_5_group<1, true>(a, kQ3_5Group, qs + g0, n, &da, &acc0, T);
+        q3_5_group<1, true>(b, kQ3_5Group, qs + g0, n, &da, &acc1, T);
         a += kQ3_5GroupBytes;
         b += kQ3_5GroupBytes;
     }
     if (g0 < n) {
         const float da = d[g0 / kQ8ABlock];
-        q3_5_group<1, false>(a, n - g0, qs + g0, n, &da, &acc0, lut);
-        q3_5_group<1, false>(b, n - g0, qs + g0, n, &da, &acc1, lut);
+        q3_5_group<1, false>(a, n - g0, qs + g0, n, &da, &acc0, T);
+        q3_5_group<1, false>(b, n - g0, qs + g0, n, &da, &acc1, T);
     }
     y[0] = _mm512_reduce_add_ps(acc0);
     y[1] = _mm512_reduce_add_ps(acc1);
@@ -297,7 +292,7 @@ float dot_q3_5_avx512(const void* w, const int8_t* qs, const float* d, const int
 // activation rows, and each activation load serves kR weight rows.
 template <int kR, bool kFull>
 inline void q3_5_rows_group(const uint8_t* const* gp, int64_t g, const uint8_t* au8, int64_t n, const float* d,
-                            int64_t nbs, int64_t m, __m512* acc, const __m512i lut) {
+                            int64_t nbs, int64_t m, __m512* acc, const MagTables& T) {
     const int64_t step = kFull ? 64 : g / 4;
     const __mmask64 lanes = (kFull || step == 64) ? ~0ull : ((1ull << step) - 1);
     const __m512i k128 = _mm512_set1_epi8(static_cast<char>(0x80));
@@ -313,7 +308,7 @@ inline void q3_5_rows_group(const uint8_t* const* gp, int64_t g, const uint8_t* 
         ws[r] = q3_5_scale_bits(k);
         __m512i c = _mm512_setzero_si512();
         for (int t = 0; t < 4; ++t) {
-            const __m512i mag = _mm512_permutexvar_epi8(t == 0 ? mb : _mm512_srli_epi16(mb, 2 * t), lut);
+            const __m512i mag = step_mags(mb, t, T);
             uint64_t bits = 0;
             std::memcpy(&bits, signs + step / 8 * t, static_cast<size_t>(step / 8));
             __m512i v = _mm512_mask_sub_epi8(mag, _cvtu64_mask64(bits), _mm512_setzero_si512(), mag);
@@ -345,17 +340,17 @@ void q3_5_rows(const uint8_t* w, size_t row_bytes, int64_t n, const uint8_t* au8
     thread_local std::vector<__m512> acc_buf;
     acc_buf.assign(static_cast<size_t>(kR * m), _mm512_setzero_ps());
     __m512* acc = acc_buf.data();
-    const __m512i lut = q3_5_mag_lut();
+    const MagTables T;
     const int64_t nbs = n / kQ8ABlock;
     const uint8_t* gp[kR];
     for (int r = 0; r < kR; ++r) gp[r] = w + r * row_bytes;
     int64_t g0 = 0;
     for (; g0 + kQ3_5Group <= n; g0 += kQ3_5Group) {
         for (int r = 0; r < kR; ++r) prefetch_weights(gp[r], kQ3_5GroupBytes);
-        q3_5_rows_group<kR, true>(gp, kQ3_5Group, au8 + g0, n, d + g0 / kQ8ABlock, nbs, m, acc, lut);
+        q3_5_rows_group<kR, true>(gp, kQ3_5Group, au8 + g0, n, d + g0 / kQ8ABlock, nbs, m, acc, T);
         for (int r = 0; r < kR; ++r) gp[r] += kQ3_5GroupBytes;
     }
-    if (g0 < n) q3_5_rows_group<kR, false>(gp, n - g0, au8 + g0, n, d + g0 / kQ8ABlock, nbs, m, acc, lut);
+    if (g0 < n) q3_5_rows_group<kR, false>(gp, n - g0, au8 + g0, n, d + g0 / kQ8ABlock, nbs, m, acc, T);
     for (int r = 0; r < kR; ++r)
         for (int64_t t = 0; t < m; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r * m + t]);
 }

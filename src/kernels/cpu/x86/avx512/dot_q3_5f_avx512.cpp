@@ -10,6 +10,7 @@
 // group), which takes one convert, one multiply and one FMA per 16 groups.
 #include "kernels/cpu/kernels.h"
 
+#include "kernels/cpu/x86/avx512/q3_5_mags_avx512.h"
 #include "quant/q3_5.h"
 #include "quant/q3_5_fold.h"
 
@@ -25,20 +26,8 @@ namespace {
 constexpr int kGB = kQ3_5GroupBytes;
 constexpr int kSuper = kQ3_5FoldSuper;
 
-struct Luts {
-    alignas(64) int8_t t[3][64];
-    Luts() {
-        for (int j = 0; j < 3; ++j)
-            for (int i = 0; i < 64; ++i) t[j][i] = kQ3_5Mag[(i >> (2 * j)) & 3];
-    }
-};
-const Luts kLuts;
-
-struct Tabs {
-    __m512i l0, l1, l2;
-    Tabs()
-        : l0(_mm512_load_si512(kLuts.t[0])), l1(_mm512_load_si512(kLuts.t[1])), l2(_mm512_load_si512(kLuts.t[2])) {}
-};
+using Tabs = q3_5_avx512::MagTables;
+using q3_5_avx512::step_mags;
 
 inline void prefetch_ahead(const uint8_t* p) {
     // 10 KiB ahead into L2, as the q3.5 GEMV (docs/performance.md): two lines per group.
@@ -52,8 +41,7 @@ inline __m512i group_lanes(const uint8_t* gp, const int8_t* a, const Tabs& T) {
     const __m512i mb = _mm512_loadu_si512(gp);
     __m512i i0 = _mm512_setzero_si512(), i1 = i0;
     for (int t = 0; t < 4; ++t) {
-        const __m512i mag = t == 3 ? _mm512_permutexvar_epi8(_mm512_srli_epi16(mb, 6), T.l0)
-                                   : _mm512_permutexvar_epi8(mb, t == 0 ? T.l0 : t == 1 ? T.l1 : T.l2);
+        const __m512i mag = step_mags(mb, t, T);
         uint64_t bits;
         std::memcpy(&bits, gp + 64 + 8 * t, 8);
         const __m512i x = _mm512_loadu_si512(a + 64 * t);
@@ -179,8 +167,7 @@ void rows_q3_5f_gemm(const uint8_t* w, size_t row_bytes, int64_t n, const uint8_
                 const __m512i mb = _mm512_loadu_si512(gp);
                 __m512i cs = _mm512_setzero_si512();
                 for (int t = 0; t < 4; ++t) {
-                    const __m512i mag = t == 3 ? _mm512_permutexvar_epi8(_mm512_srli_epi16(mb, 6), T.l0)
-                                               : _mm512_permutexvar_epi8(mb, t == 0 ? T.l0 : t == 1 ? T.l1 : T.l2);
+                    const __m512i mag = step_mags(mb, t, T);
                     uint64_t bits;
                     std::memcpy(&bits, gp + 64 + 8 * t, 8);
                     wv[r][t] = _mm512_mask_sub_epi8(mag, _cvtu64_mask64(bits), _mm512_setzero_si512(), mag);
