@@ -243,7 +243,37 @@ Result<MachineInfo> probe_machine(const ProbeOptions& o, const std::function<voi
         m.peak.push_back(pp);
         if (log) log(fmt::format("probe: peak {} thread(s): fp32 {:.0f} GFLOP/s, int8 {:.0f} GOP/s ({})", t, pp.fp32_gflops, pp.int8_gops, pk.dot_instr));
     }
+    m.warnings = probe_warnings(m);
+    for (const auto& w : m.warnings) PL_LOG_WARN("bench: {}", w);
     return m;
+}
+
+std::vector<std::string> probe_warnings(const MachineInfo& m) {
+    constexpr double kRatio = 1.25;
+    std::vector<std::string> out;
+    for (const auto& b : m.bandwidth)
+        if (b.gbps.n >= 2 && b.gbps.median > 0 && b.gbps.max > kRatio * b.gbps.median)
+            out.push_back(fmt::format("the read bandwidth with {} thread(s) moved between the probe's runs (best {:.1f}, median {:.1f} "
+                                      "GB/s): '% of bandwidth' is taken over the best; for kernel rows '% paired' (a read just "
+                                      "before the row) is the steadier figure",
+                                      b.threads, b.gbps.max, b.gbps.median));
+    const PeakPoint* one = nullptr;
+    for (const auto& p : m.peak)
+        if (p.threads == 1) one = &p;
+    if (one)
+        for (const auto& p : m.peak) {
+            if (p.threads <= 1) continue;
+            const bool fp32 = p.fp32_gflops < kRatio * one->fp32_gflops, int8 = p.int8_gops < kRatio * one->int8_gops;
+            if (!fp32 && !int8) continue;
+            out.push_back(fmt::format("the {}-thread arithmetic peak ({}) is under {:.2f}x one thread's: those threads shared a core "
+                                      "during the whole probe (SMT, or another guest or process held one), so '% of peak' at {} "
+                                      "threads is over a low figure",
+                                      p.threads,
+                                      int8 ? fmt::format("int8 {:.0f} against {:.0f} GOP/s", p.int8_gops, one->int8_gops)
+                                           : fmt::format("fp32 {:.0f} against {:.0f} GFLOP/s", p.fp32_gflops, one->fp32_gflops),
+                                      kRatio, p.threads));
+        }
+    return out;
 }
 
 }  // namespace pl::bench

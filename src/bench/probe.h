@@ -39,6 +39,8 @@ struct MachineInfo {
     uint64_t bw_buffer_bytes = 0;  // size of the buffer the read loop streams
     std::vector<BandwidthPoint> bandwidth;  // one per probed thread count
     std::vector<PeakPoint> peak;
+    // What in the probe's own readings makes the "% of" columns unreliable (probe_warnings).
+    std::vector<std::string> warnings;
 
     // Best read bandwidth measured with `threads` threads (0 when not probed).
     double bw_gbps(int threads) const;
@@ -76,6 +78,14 @@ struct ProbeOptions {
     int runs = 6;                        // bandwidth runs per thread count (best is kept)
     double peak_time_s = 0.05;           // per arithmetic-peak run
 };
+
+// Readings that say the machine changed under the probe, one sentence each (empty when none):
+// - a thread count whose best read is more than 1.25x its median: the bandwidth moved between
+//   runs (seen on a shared VM: best 55.6, median 30.7 GB/s), and "% of bandwidth" is over the best;
+// - a thread count above one whose fp32 or int8 peak is under 1.25x one thread's: its threads
+//   shared a core (SMT, or another guest held one) for the whole probe, so "% of peak" for that
+//   thread count is over a low figure.
+std::vector<std::string> probe_warnings(const MachineInfo& m);
 
 // Progress messages (what runs) go to `log` when set.
 Result<MachineInfo> probe_machine(const ProbeOptions& o, const std::function<void(const std::string&)>& log = {});

@@ -89,6 +89,7 @@ json machine_json(const MachineInfo& m) {
             {"bandwidth", bw},
             {"peak", peak}};
     if (m.others_busy_cores >= 0) j["others_busy_cores"] = m.others_busy_cores;
+    if (!m.warnings.empty()) j["warnings"] = m.warnings;
     return j;
 }
 
@@ -113,6 +114,10 @@ std::string report_markdown(const json& rep) {
             if (p["threads"] == b["threads"]) f = p["fp32_gflops"], i8 = p["int8_gops"];
         md += fmt::format("| {} | {:.1f} | {:.1f} | {:.0f} | {:.0f} |\n", b["threads"].get<int>(), b["best_gbps"].get<double>(),
                           b["gbps"]["median"].get<double>(), f, i8);
+    }
+    if (m.contains("warnings")) {
+        md += "\n";
+        for (const auto& w : m["warnings"]) md += fmt::format("> Warning: {}.\n", w.get<std::string>());
     }
     bool kernels = false, model = false;
     for (const auto& r : rep["results"]) (r["suite"] == "kernels" ? kernels : model) = true;

@@ -3,6 +3,7 @@
 // chart files, and a tiny real run. Nothing here asserts on a timing.
 #include "bench/bench.h"
 #include "bench/json_schema.h"
+#include "bench/probe.h"
 #include "bench/report.h"
 #include "test_data.h"
 
@@ -155,6 +156,56 @@ TEST(BenchReport, WritesJsonMarkdownAndChartScripts) {
     for (const char* f : {"thread_scaling.gp", "roofline.gp", "bandwidth_fraction.gp", "batch_scaling.gp", "thread_scaling.dat"})
         EXPECT_TRUE(std::filesystem::exists(dir + "/charts/" + f)) << f;
     for (const auto& p : *pngs) EXPECT_GT(std::filesystem::file_size(p), 1000u) << p;
+}
+
+// Probe readings that say the machine changed under the probe (probe_warnings); the figures are
+// the Zen 4 VM's of 2026-12-07.
+MachineInfo steady_machine() {
+    MachineInfo m;
+    m.bandwidth = {{1, 27.0, Stats{25.0, 26.0, 27.0, 26.0, 7}}, {2, 33.0, Stats{30.0, 31.0, 33.0, 31.2, 7}}};
+    m.peak = {{1, 117, 465}, {2, 232, 930}};
+    return m;
+}
+
+TEST(BenchProbe, NoWarningsOnASteadyMachine) { EXPECT_TRUE(probe_warnings(steady_machine()).empty()); }
+
+TEST(BenchProbe, WarnsWhenTheBandwidthMovedBetweenRuns) {
+    MachineInfo m = steady_machine();
+    m.bandwidth[1] = {2, 55.6, Stats{29.0, 30.7, 55.6, 36.0, 7}};
+    const auto w = probe_warnings(m);
+    ASSERT_EQ(w.size(), 1u);
+    EXPECT_NE(w[0].find("2 thread(s)"), std::string::npos) << w[0];
+    EXPECT_NE(w[0].find("best 55.6, median 30.7"), std::string::npos) << w[0];
+    // At the threshold (best exactly 1.25x the median) nothing is said.
+    m.bandwidth[1] = {2, 37.5, Stats{29.0, 30.0, 37.5, 32.0, 7}};
+    EXPECT_TRUE(probe_warnings(m).empty());
+}
+
+TEST(BenchProbe, WarnsWhenMoreThreadsDidNotRaiseThePeak) {
+    MachineInfo m = steady_machine();
+    m.peak[1] = {2, 229, 469};  // int8 as one core's: the two threads shared a core
+    auto w = probe_warnings(m);
+    ASSERT_EQ(w.size(), 1u);
+    EXPECT_NE(w[0].find("2-thread"), std::string::npos) << w[0];
+    EXPECT_NE(w[0].find("int8 469 against 465 GOP/s"), std::string::npos) << w[0];
+    m.peak[1] = {2, 118, 930};  // fp32 this time
+    w = probe_warnings(m);
+    ASSERT_EQ(w.size(), 1u);
+    EXPECT_NE(w[0].find("fp32 118 against 117 GFLOP/s"), std::string::npos) << w[0];
+}
+
+TEST(BenchReport, ProbeWarningsReachJsonAndMarkdown) {
+    MachineInfo m = steady_machine();
+    m.bandwidth[1].gbps.max = 55.6;
+    m.warnings = probe_warnings(m);
+    ASSERT_EQ(m.warnings.size(), 1u);
+    json rep = tiny_report();
+    ASSERT_FALSE(rep.empty());
+    rep["machine"]["warnings"] = machine_json(m)["warnings"];
+    for (const auto& e : validate_json(schema(), rep)) ADD_FAILURE() << e;
+    const std::string md = report_markdown(rep);
+    EXPECT_NE(md.find("> Warning: " + m.warnings[0] + "."), std::string::npos) << md;
+    EXPECT_FALSE(machine_json(steady_machine()).contains("warnings"));
 }
 
 TEST(BenchOptions, ParsersRejectBadInput) {
