@@ -122,14 +122,14 @@ std::string report_markdown(const json& rep) {
     bool kernels = false, model = false;
     for (const auto& r : rep["results"]) (r["suite"] == "kernels" ? kernels : model) = true;
     if (kernels) {
-        md += "\n| test | format | path | rows x cols | batch | threads | time ms (median) | spread | GFLOP/s | % of peak | GB/s | % of bandwidth | % paired | GB/s read just before |\n";
-        md += "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+        md += "\n| test | format | path | rows x cols | batch | threads | threading | time ms (median) | spread | GFLOP/s | % of peak | GB/s | % of bandwidth | % paired | GB/s read just before |\n";
+        md += "| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
         for (const auto& r : rep["results"]) {
             if (r["suite"] != "kernels") continue;
             const std::string paired = r.contains("pct_paired") ? fmt::format("{:.0f}%", r["pct_paired"].get<double>()) : "–";
-            md += fmt::format("| {} | {} | {} | {} | {} | {} | {:.3f} | {:.1f}% | {:.1f} | {} | {:.1f} | {:.0f}% | {} | {:.1f} |\n",
+            md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {:.3f} | {:.1f}% | {:.1f} | {} | {:.1f} | {:.0f}% | {} | {:.1f} |\n",
                               r["test"].get<std::string>(), r["format"].get<std::string>(), r["path"].get<std::string>(), shape_of(r),
-                              r["batch"].get<int>(), r["threads"].get<int>(), r["time_s"]["median"].get<double>() * 1e3,
+                              r["batch"].get<int>(), r["threads"].get<int>(), r.value("threading", "rows"), r["time_s"]["median"].get<double>() * 1e3,
                               100.0 * r["time_s"]["spread"].get<double>(), r["gflops"].get<double>(), pct_peak_cell(r),
                               r["gbps"].get<double>(), r["pct_roofline"].get<double>(), paired, r.value("bw_beside_gbps", 0.0));
         }

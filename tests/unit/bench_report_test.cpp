@@ -151,6 +151,9 @@ TEST(BenchReport, WritesJsonMarkdownAndChartScripts) {
     const std::string md = pl::test::read_file(dir + "/report.md");
     EXPECT_NE(md.find("| gemv | q4_0 |"), std::string::npos) << md;
     EXPECT_NE(md.find("read GB/s"), std::string::npos);
+    // Rows of different strategies (bench --threading a,b) must not look alike: the row names its own.
+    EXPECT_NE(md.find("| 256x256 | 1 | 1 | tasks |"), std::string::npos) << md;
+    EXPECT_NE(md.find("| 256x256 | 1 | 1 | rows |"), std::string::npos) << md;  // f32/f16: the float reference loops rows
     auto pngs = draw_charts(dir, tiny_report());
     ASSERT_TRUE(pngs) << pngs.error_message();
     for (const char* f : {"thread_scaling.gp", "roofline.gp", "bandwidth_fraction.gp", "batch_scaling.gp", "thread_scaling.dat"})
