@@ -36,6 +36,19 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // --prompts-file: every prompt is its own sequence, all decoded together (Session::decode), one
 // step per generated token; each sequence samples with its own sampler seeded like a lone run,
 // so every output equals what `generate -p` gives for that prompt alone.
+// The generation speed line. The first token of each sequence is sampled from the prompt pass's
+// logits and the last one is never fed back, so of the `tokens` sampled only `decoded` went
+// through a decode step (one fewer per sequence); the rate counts those, as llama.cpp's eval
+// timing counts runs.
+void print_generation_speed(int tokens, int decoded, double t_gen, const char* aggregate) {
+    if (decoded == 0) {
+        std::fprintf(stderr, "generation: %d tokens in %.3f s (no decode step: sampled from the prompt pass)\n", tokens, t_gen);
+        return;
+    }
+    std::fprintf(stderr, "generation: %d tokens in %.3f s (%.2f tokens/s%s over the %d decoded)\n", tokens, t_gen,
+                 t_gen > 0 ? decoded / t_gen : 0.0, aggregate, decoded);
+}
+
 int run_generate_batch(const GenerateOptions& o, const Model& model, const Tokenizer& tok) {
     const ModelConfig& cfg = model.config();
     auto read = read_prompts_file(o.prompts_file);
@@ -76,7 +89,7 @@ int run_generate_batch(const GenerateOptions& o, const Model& model, const Token
     if (Status s = (*session)->decode(entries, logits.data()); !s) return fail("generate", s);
     const double t_prompt = seconds_since(t0);
     const auto t1 = std::chrono::steady_clock::now();
-    int total = 0;
+    int total = 0, decoded = 0;  // tokens sampled; tokens that went through a decode step
     for (int step = 0; step < o.n_predict; ++step) {
         entries.clear();
         std::vector<int> next_rows;
@@ -94,6 +107,7 @@ int run_generate_batch(const GenerateOptions& o, const Model& model, const Token
         rows = next_rows;
         if (entries.empty()) break;
         if (Status s = (*session)->decode(entries, logits.data()); !s) return fail("generate", s);
+        decoded += static_cast<int>(entries.size());
     }
     const double t_gen = seconds_since(t1);
     for (int i = 0; i < n; ++i) {
@@ -110,7 +124,7 @@ int run_generate_batch(const GenerateOptions& o, const Model& model, const Token
     std::fprintf(stderr, "batch: %d sequences\n", n);
     std::fprintf(stderr, "prompt: %zu tokens in %.3f s (%.2f tokens/s)\n", prompt_tokens, t_prompt,
                  t_prompt > 0 ? static_cast<double>(prompt_tokens) / t_prompt : 0.0);
-    std::fprintf(stderr, "generation: %d tokens in %.3f s (%.2f tokens/s aggregate)\n", total, t_gen, t_gen > 0 ? total / t_gen : 0.0);
+    print_generation_speed(total, decoded, t_gen, " aggregate");
     return 0;
 }
 
@@ -167,7 +181,7 @@ int run_generate(const GenerateOptions& o) {
     const double t_prompt = seconds_since(t0);
 
     const auto t1 = std::chrono::steady_clock::now();
-    int n_gen = 0;
+    int n_gen = 0, n_steps = 0;
     std::vector<int32_t> generated;
     for (; n_gen < o.n_predict; ++n_gen) {
         const int32_t next = sampler.sample(logits);
@@ -187,6 +201,7 @@ int run_generate(const GenerateOptions& o) {
         if (n_gen + 1 < o.n_predict) {
             const int32_t one[1] = {next};
             if (Status s = (*session)->eval(one, logits.data()); !s) return fail("generate", s);
+            ++n_steps;
         }
     }
     const double t_gen = seconds_since(t1);
@@ -198,8 +213,7 @@ int run_generate(const GenerateOptions& o) {
     std::fflush(stdout);
     std::fprintf(stderr, "prompt: %zu tokens in %.3f s (%.2f tokens/s)\n", prompt.size(), t_prompt,
                  t_prompt > 0 ? static_cast<double>(prompt.size()) / t_prompt : 0.0);
-    std::fprintf(stderr, "generation: %d tokens in %.3f s (%.2f tokens/s)\n", n_gen, t_gen,
-                 t_gen > 0 ? n_gen / t_gen : 0.0);
+    print_generation_speed(n_gen, n_steps, t_gen, "");
     return 0;
 }
 

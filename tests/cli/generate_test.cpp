@@ -64,6 +64,31 @@ TEST(GenerateCli, PromptsFileBatchEqualsLoneRuns) {
     EXPECT_NE(bad.err.find("not both"), std::string::npos) << bad.err;
 }
 
+// The speed line counts what was decoded: each sequence's first token is sampled from the prompt
+// pass and its last is never fed back, so -n N decodes N - 1 tokens per sequence, and -n 1 none.
+TEST(GenerateCli, SpeedLineCountsDecodedTokens) {
+    const std::string gguf = pl::test::model_file("stories260K/stories260K-f32.gguf");
+    PL_REQUIRE_DATA(gguf, "stories260K/stories260K-f32.gguf");
+    auto one = run_cmd(parallama_bin() + " generate -m " + q(gguf) + " --prompt-ids 1 -n 1 --temp 0 --ids");
+    ASSERT_EQ(one.rc, 0) << one.err;
+    EXPECT_NE(one.err.find("generation: 1 tokens in"), std::string::npos) << one.err;
+    EXPECT_NE(one.err.find("(no decode step: sampled from the prompt pass)"), std::string::npos) << one.err;
+    auto five = run_cmd(parallama_bin() + " generate -m " + q(gguf) + " --prompt-ids 1 -n 5 --temp 0 --ids --ignore-eos");
+    ASSERT_EQ(five.rc, 0) << five.err;
+    EXPECT_NE(five.err.find("generation: 5 tokens in"), std::string::npos) << five.err;
+    EXPECT_NE(five.err.find("tokens/s over the 4 decoded)"), std::string::npos) << five.err;
+    const std::string dir = pl::test::make_temp_dir("gen_speed");
+    {
+        std::ofstream f(dir + "/prompts.txt");
+        f << "Once upon a time\nThe little dog\nTom\n";
+    }
+    auto batch = run_cmd(parallama_bin() + " generate -m " + q(gguf) + " --prompts-file " + q(dir + "/prompts.txt") +
+                         " -n 6 --temp 0 --ids --ignore-eos");
+    ASSERT_EQ(batch.rc, 0) << batch.err;
+    EXPECT_NE(batch.err.find("generation: 18 tokens in"), std::string::npos) << batch.err;
+    EXPECT_NE(batch.err.find("tokens/s aggregate over the 15 decoded)"), std::string::npos) << batch.err;
+}
+
 TEST(GenerateCli, ConvertedLlama2cCheckpointMatchesRunC) {
     const std::string bin = pl::test::model_file("stories260K/stories260K.bin");
     const std::string tok = pl::test::model_file("stories260K/tok512-ids.bin");
