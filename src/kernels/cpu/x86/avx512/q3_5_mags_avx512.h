@@ -18,12 +18,13 @@ namespace pl::q3_5_avx512 {
 
 struct MagTableBytes {
     alignas(64) int8_t t[3][64];
-    MagTableBytes() {
+    constexpr MagTableBytes() : t{} {
         for (int j = 0; j < 3; ++j)
             for (int i = 0; i < 64; ++i) t[j][i] = kQ3_5Mag[(i >> (2 * j)) & 3];
     }
 };
-inline const MagTableBytes kMagTableBytes;
+// Built at compile time: no static-initialisation order to think about.
+inline constexpr MagTableBytes kMagTableBytes{};
 
 // The three tables in registers; build one per kernel call, outside the group loop.
 struct MagTables {
