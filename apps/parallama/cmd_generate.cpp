@@ -33,9 +33,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// --prompts-file: every prompt is its own sequence, all decoded together (Session::decode), one
-// step per generated token; each sequence samples with its own sampler seeded like a lone run,
-// so every output equals what `generate -p` gives for that prompt alone.
 // The generation speed line. The first token of each sequence is sampled from the prompt pass's
 // logits and the last one is never fed back, so of the `tokens` sampled only `decoded` went
 // through a decode step (one fewer per sequence); the rate counts those, as llama.cpp's eval
@@ -49,6 +46,9 @@ void print_generation_speed(int tokens, int decoded, double t_gen, const char* a
                  t_gen > 0 ? decoded / t_gen : 0.0, aggregate, decoded);
 }
 
+// --prompts-file: every prompt is its own sequence, all decoded together (Session::decode), one
+// step per generated token; each sequence samples with its own sampler seeded like a lone run,
+// so every output equals what `generate -p` gives for that prompt alone.
 int run_generate_batch(const GenerateOptions& o, const Model& model, const Tokenizer& tok) {
     const ModelConfig& cfg = model.config();
     auto read = read_prompts_file(o.prompts_file);

@@ -149,7 +149,9 @@ int run_generate_dist(const GenerateOptions& o) {
     }
     std::fflush(stdout);
     if (batch) std::fprintf(stderr, "batch: %zu sequences\n", r->outputs.size());
-    std::fprintf(stderr, "generation: %d tokens in %.3f s (%.2f tokens/s aggregate)\n", r->tokens, r->wall_s,
+    // The whole job's time (prompts and decode steps interleave in the pipeline), so every sampled
+    // token counts: unlike the single-process line, which times decode steps only.
+    std::fprintf(stderr, "generation: %d tokens in %.3f s, prompts included (%.2f tokens/s aggregate)\n", r->tokens, r->wall_s,
                  r->wall_s > 0 ? r->tokens / r->wall_s : 0.0);
     print_head_split(model, at.layout.tp);
     print_report(*r, at);

@@ -249,7 +249,7 @@ Result<MachineInfo> probe_machine(const ProbeOptions& o, const std::function<voi
 }
 
 std::vector<std::string> probe_warnings(const MachineInfo& m) {
-    constexpr double kRatio = 1.25;
+    constexpr double kRatio = 1.25, kPeakScaling = 0.625;
     std::vector<std::string> out;
     for (const auto& b : m.bandwidth)
         if (b.gbps.n >= 2 && b.gbps.median > 0 && b.gbps.max > kRatio * b.gbps.median)
@@ -263,15 +263,17 @@ std::vector<std::string> probe_warnings(const MachineInfo& m) {
     if (one)
         for (const auto& p : m.peak) {
             if (p.threads <= 1) continue;
-            const bool fp32 = p.fp32_gflops < kRatio * one->fp32_gflops, int8 = p.int8_gops < kRatio * one->int8_gops;
+            // Under 5/8 of linear scaling: 1.25x one thread's at 2 threads, 2.5x at 4.
+            const double least = kPeakScaling * p.threads;
+            const bool fp32 = p.fp32_gflops < least * one->fp32_gflops, int8 = p.int8_gops < least * one->int8_gops;
             if (!fp32 && !int8) continue;
-            out.push_back(fmt::format("the {}-thread arithmetic peak ({}) is under {:.2f}x one thread's: those threads shared a core "
+            out.push_back(fmt::format("the {}-thread arithmetic peak ({}) is under {:.2f}x one thread's: its threads shared cores "
                                       "during the whole probe (SMT, or another guest or process held one), so '% of peak' at {} "
                                       "threads is over a low figure",
                                       p.threads,
                                       int8 ? fmt::format("int8 {:.0f} against {:.0f} GOP/s", p.int8_gops, one->int8_gops)
                                            : fmt::format("fp32 {:.0f} against {:.0f} GFLOP/s", p.fp32_gflops, one->fp32_gflops),
-                                      kRatio, p.threads));
+                                      least, p.threads));
         }
     return out;
 }

@@ -82,9 +82,9 @@ struct ProbeOptions {
 // Readings that say the machine changed under the probe, one sentence each (empty when none):
 // - a thread count whose best read is more than 1.25x its median: the bandwidth moved between
 //   runs (seen on a shared VM: best 55.6, median 30.7 GB/s), and "% of bandwidth" is over the best;
-// - a thread count above one whose fp32 or int8 peak is under 1.25x one thread's: its threads
-//   shared a core (SMT, or another guest held one) for the whole probe, so "% of peak" for that
-//   thread count is over a low figure.
+// - a thread count t above one whose fp32 or int8 peak is under 5/8 of t times one thread's
+//   (1.25x at 2 threads, 2.5x at 4): its threads shared cores (SMT, or another guest held one)
+//   for the whole probe, so "% of peak" for that thread count is over a low figure.
 std::vector<std::string> probe_warnings(const MachineInfo& m);
 
 // Progress messages (what runs) go to `log` when set.

@@ -117,7 +117,7 @@ std::string report_markdown(const json& rep) {
     }
     if (m.contains("warnings")) {
         md += "\n";
-        for (const auto& w : m["warnings"]) md += fmt::format("> Warning: {}.\n", w.get<std::string>());
+        for (const auto& w : m["warnings"]) md += fmt::format("> Warning: {}.\n\n", w.get<std::string>());
     }
     bool kernels = false, model = false;
     for (const auto& r : rep["results"]) (r["suite"] == "kernels" ? kernels : model) = true;

@@ -195,11 +195,21 @@ TEST(BenchProbe, WarnsWhenMoreThreadsDidNotRaiseThePeak) {
     w = probe_warnings(m);
     ASSERT_EQ(w.size(), 1u);
     EXPECT_NE(w[0].find("fp32 118 against 117 GFLOP/s"), std::string::npos) << w[0];
+    // The bar scales with the thread count: 4 threads on 2 SMT cores (2x one thread) are flagged,
+    // 4 threads on 4 cores are not.
+    m.peak[1] = {2, 232, 930};
+    m.peak.push_back({4, 234, 940});
+    w = probe_warnings(m);
+    ASSERT_EQ(w.size(), 1u);
+    EXPECT_NE(w[0].find("4-thread"), std::string::npos) << w[0];
+    EXPECT_NE(w[0].find("under 2.50x"), std::string::npos) << w[0];
+    m.peak[2] = {4, 460, 1850};
+    EXPECT_TRUE(probe_warnings(m).empty());
 }
 
 TEST(BenchReport, ProbeWarningsReachJsonAndMarkdown) {
     MachineInfo m = steady_machine();
-    m.bandwidth[1].gbps.max = 55.6;
+    m.bandwidth[1].gbps.max = m.bandwidth[1].best_gbps = 55.6;
     m.warnings = probe_warnings(m);
     ASSERT_EQ(m.warnings.size(), 1u);
     json rep = tiny_report();

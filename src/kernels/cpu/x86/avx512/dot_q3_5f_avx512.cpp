@@ -26,7 +26,7 @@ namespace {
 constexpr int kGB = kQ3_5GroupBytes;
 constexpr int kSuper = kQ3_5FoldSuper;
 
-using Tabs = q3_5_avx512::MagTables;
+using q3_5_avx512::MagTables;
 using q3_5_avx512::step_mags;
 
 inline void prefetch_ahead(const uint8_t* p) {
@@ -36,7 +36,7 @@ inline void prefetch_ahead(const uint8_t* p) {
 }
 
 // mult_L * (exact dot of sub-block L) in lane L, for one group at gp with activations a.
-inline __m512i group_lanes(const uint8_t* gp, const int8_t* a, const Tabs& T) {
+inline __m512i group_lanes(const uint8_t* gp, const int8_t* a, const MagTables& T) {
     prefetch_ahead(gp);
     const __m512i mb = _mm512_loadu_si512(gp);
     __m512i i0 = _mm512_setzero_si512(), i1 = i0;
@@ -79,7 +79,7 @@ inline float fold_lanes(__m512 v) {
 // kRows rows (at w[r], folded layout, n = 256 G) against one activation row: y[r].
 template <int kRows>
 void rows_q3_5f(const uint8_t* const* w, const int8_t* qs, const float* d, int64_t G, float* y) {
-    const Tabs T;
+    const MagTables T;
     const __m512i gidx = _mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120);
     __m512 acc[kRows];
     const uint8_t* p[kRows];
@@ -151,7 +151,7 @@ void rows_q3_5f_gemm(const uint8_t* w, size_t row_bytes, int64_t n, const uint8_
     __m512i part[kR * kFewChunk * kPartStride];
     __m512 da[kFewChunk];
     for (int i = 0; i < kR * kFewChunk; ++i) acc[i] = _mm512_setzero_ps();
-    const Tabs T;
+    const MagTables T;
     const __m512i k128 = _mm512_set1_epi8(static_cast<char>(0x80));
     const __m512i gidx = _mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120);
     const uint8_t* p[kR];
