@@ -257,24 +257,21 @@ std::vector<std::string> probe_warnings(const MachineInfo& m) {
                                       "GB/s): '% of bandwidth' is taken over the best; for kernel rows '% paired' (a read just "
                                       "before the row) is the steadier figure",
                                       b.threads, b.gbps.max, b.gbps.median));
-    const PeakPoint* one = nullptr;
-    for (const auto& p : m.peak)
-        if (p.threads == 1) one = &p;
-    if (one)
-        for (const auto& p : m.peak) {
-            if (p.threads <= 1) continue;
-            // Under 5/8 of linear scaling: 1.25x one thread's at 2 threads, 2.5x at 4.
-            const double least = kPeakScaling * p.threads;
-            const bool fp32 = p.fp32_gflops < least * one->fp32_gflops, int8 = p.int8_gops < least * one->int8_gops;
-            if (!fp32 && !int8) continue;
-            out.push_back(fmt::format("the {}-thread arithmetic peak ({}) is under {:.2f}x one thread's: its threads shared cores "
-                                      "during the whole probe (SMT, or another guest or process held one), so '% of peak' at {} "
-                                      "threads is over a low figure",
-                                      p.threads,
-                                      int8 ? fmt::format("int8 {:.0f} against {:.0f} GOP/s", p.int8_gops, one->int8_gops)
-                                           : fmt::format("fp32 {:.0f} against {:.0f} GFLOP/s", p.fp32_gflops, one->fp32_gflops),
-                                      least, p.threads));
-        }
+    const double one_fp32 = m.peak_gops(1, false), one_int8 = m.peak_gops(1, true);  // 0 when 1 thread was not probed
+    for (const auto& p : m.peak) {
+        if (p.threads <= 1) continue;
+        // Under 5/8 of linear scaling: 1.25x one thread's at 2 threads, 2.5x at 4.
+        const double least = kPeakScaling * p.threads;
+        const bool fp32 = p.fp32_gflops < least * one_fp32, int8 = p.int8_gops < least * one_int8;
+        if (!fp32 && !int8) continue;
+        out.push_back(fmt::format("the {}-thread arithmetic peak ({}) is under {:.2f}x one thread's: its threads shared cores "
+                                  "during the whole probe (SMT, or another guest or process held one), so '% of peak' at {} "
+                                  "threads is over a low figure",
+                                  p.threads,
+                                  int8 ? fmt::format("int8 {:.0f} against {:.0f} GOP/s", p.int8_gops, one_int8)
+                                       : fmt::format("fp32 {:.0f} against {:.0f} GFLOP/s", p.fp32_gflops, one_fp32),
+                                  least, p.threads));
+    }
     return out;
 }
 
